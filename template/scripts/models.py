@@ -8,6 +8,8 @@ standard library only. Each verb is one step of the Makefile's flow:
     lock        requirements.in (+ models in build/) -> requirements.txt, with hashes
     wheelhouse  requirements.txt -> build/wheels/ (every wheel, hashes verified)
     sync        requirements.txt + build/wheels/ -> .venv (pip-sync, no index)
+    docker-build  build/wheels/ -> image (offline; pip credentials only as a build secret)
+    image-install   runs inside the image build: requirements.txt -> /app/.venv
 
 Run `python scripts/models.py VERB --help` for the options of a verb.
 """
@@ -19,6 +21,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -827,6 +830,91 @@ def add_source_path(venv_python: Path, src: Path) -> None:
     write_if_changed(Path(purelib) / "_project_src.pth", f"{src.resolve()}\n")
 
 
+# --------------------------------------------------------------------------- images
+
+
+SECRET_ID = "pip_env"
+SECRET_PATH = Path("/run/secrets") / SECRET_ID
+
+
+def read_secret_env(path: Path) -> dict[str, str]:
+    """NAME=value lines of the build secret (values verbatim: nothing is shell-evaluated)."""
+    if not path.is_file():
+        return {}
+    pairs = (line.partition("=") for line in path.read_text().splitlines() if "=" in line)
+    return {name.strip(): value for name, _, value in pairs if name.strip() in PIP_SOURCE_VARIABLES}
+
+
+def pip_install(venv: Path, requirements: Sequence[str], extra: Sequence[str], env: dict[str, str]) -> None:
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as handle:
+        handle.write("".join(requirements))
+    command = [str(venv / "bin" / "python"), "-m", "pip", "install", "--no-deps", "--require-hashes",
+               "--no-warn-script-location", *extra, "--requirement", handle.name]  # fmt: skip
+    try:
+        result = subprocess.run(command, env=env)
+    finally:
+        os.unlink(handle.name)
+    if result.returncode:
+        raise UserError(f"pip install failed (exit {result.returncode}); see pip's message above")
+
+
+def cmd_image_install(args: argparse.Namespace) -> None:
+    """Inside the image build: models from build/, the rest from build/wheels or the index."""
+    cache = HashCache(Path(tempfile.gettempdir()) / "sha256-cache.json")  # build/ is mounted read-only
+    entries = lock_entries(args.lock.read_text())
+    models = verify_model_wheels(entries, args.models_dir, args.lock, cache)
+    wheels = args.models_dir / "wheels"
+    files = sorted(p for p in wheels.glob("*") if p.is_file()) if wheels.is_dir() else []
+    if all(find_in_wheelhouse(e, files, cache) for e in entries):
+        print(f"image: installing {len(entries)} packages from build/wheels, no index", flush=True)
+        pip_install(args.venv, [e.render() for e in entries], ["--no-index", "--find-links", str(wheels)],
+                    offline_pip_environment())  # fmt: skip
+        return
+    missing = [e.requirement for e in entries if e.name in model_names(entries) and e.name not in models]
+    if missing:
+        raise UserError(f"build/ lacks the model wheels of {', '.join(missing)}: run make models before building")
+    print("image: build/wheels is incomplete (run make wheelhouse for an offline build); models come "
+          "from build/, the other packages from the package index", flush=True)  # fmt: skip
+    model_lines = [f"{path} --hash=sha256:{cache.sha256(path)}\n" for path in models.values()]
+    pip_install(args.venv, model_lines, ["--no-index"], offline_pip_environment())
+    others = [e.render() for e in entries if e.name not in models]
+    pip_install(args.venv, others, [], {**os.environ, **read_secret_env(args.secret)})
+
+
+def model_names(entries: Sequence[LockEntry]) -> set[str]:
+    """Lock entries that come from requirements-model.in (by their '# via' annotation)."""
+    return {e.name for e in entries if any("requirements-model.in" in source for source in e.via)}
+
+
+def detect_engine(requested: str) -> str:
+    if requested:
+        return requested
+    if shutil.which("docker") and subprocess.run(["docker", "info"], capture_output=True).returncode == 0:
+        return "docker"
+    if shutil.which("podman"):
+        return "podman"
+    raise UserError("no container engine found: install podman or docker, or set CONTAINER_ENGINE")
+
+
+def cmd_docker_build(args: argparse.Namespace) -> None:
+    """Build the image offline; pip credentials from .env travel only as a build secret."""
+    engine = detect_engine(args.engine)
+    secrets = {name: os.environ[name] for name in PIP_SOURCE_VARIABLES if os.environ.get(name)}
+    with tempfile.TemporaryDirectory(prefix="docker-secret-") as private:
+        secret = Path(private) / SECRET_ID
+        descriptor = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write("".join(f"{name}={value}\n" for name, value in secrets.items()))
+        command = [engine, "build", "--network=none", "--secret", f"id={SECRET_ID},src={secret}",
+                   "--build-arg", f"BASE_IMAGE={args.base_image}", "--tag", args.image,
+                   *shlex.split(args.extra), "."]  # fmt: skip
+        print("$ " + shlex.join(command), flush=True)
+        result = subprocess.run(command)
+    if result.returncode:
+        raise UserError(f"{engine} build failed (exit {result.returncode}); see its output above")
+    print(f"docker: built {args.image}; run it with: {engine} run --rm --network=none {args.image} 'some text'")
+
+
 # --------------------------------------------------------------------------- checks
 
 
@@ -879,6 +967,18 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--venv", type=Path, default=Path(".venv"))
     sync.add_argument("--tools-python", required=True)
     sync.add_argument("--src", type=Path, default=Path("src"), help="put this folder on the venv's path")
+
+    image = verb("image-install", cmd_image_install, "Inside an image build: install the lock into a venv.")
+    image.add_argument("--lock", type=Path, default=Path("requirements.txt"))
+    image.add_argument("--models-dir", type=Path, default=Path("build"))
+    image.add_argument("--venv", type=Path, required=True)
+    image.add_argument("--secret", type=Path, default=SECRET_PATH, help="NAME=value file of pip credentials")
+
+    docker = verb("docker-build", cmd_docker_build, "Build the image offline, credentials as a build secret.")
+    docker.add_argument("--engine", default="", help="docker or podman; empty: detect")
+    docker.add_argument("--image", required=True)
+    docker.add_argument("--base-image", required=True)
+    docker.add_argument("--extra", default="", help="more build options, e.g. --no-cache")
 
     check_python = verb("check-python", cmd_check_python, "Fail unless this is the project's Python.")
     check_python.add_argument("expected", help="major.minor, e.g. 3.11")

@@ -1,0 +1,1 @@
+"""nlp-template tests: render the template and run what it generates, for real."""

@@ -1,0 +1,95 @@
+"""A container engine for the tests, and a base image made without any registry.
+
+No registry is reachable from these machines, so the base image is made with
+debootstrap from the Debian mirror apt already uses (read from the machine's
+apt sources, never written down here), imported as localhost/nlp-base:bookworm,
+and kept between runs: the engine's image store holds it, and its root
+filesystem tarball is cached under build/test-cache.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from tests.support.wheels import CACHE_DIR
+
+BASE_IMAGE = "localhost/nlp-base:bookworm"
+SUITE = "bookworm"
+# Machine-level podman settings these hosts need (hybrid cgroups, rlimits); see
+# ENVIRONMENT.md. They go in a containers.conf, never into the generated Makefile.
+CONTAINERS_CONF = """\
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
+
+[engine]
+runtime = "runc"
+"""
+
+
+def engine_works(engine: str) -> bool:
+    if shutil.which(engine) is None:
+        return False
+    return subprocess.run([engine, "info"], capture_output=True, timeout=60).returncode == 0
+
+
+def find_engine() -> str | None:
+    """CONTAINER_ENGINE if set, else podman, else a docker whose daemon answers."""
+    requested = os.environ.get("CONTAINER_ENGINE")
+    candidates = [requested] if requested else ["podman", "docker"]
+    return next((engine for engine in candidates if engine_works(engine)), None)
+
+
+def configure_podman(conf_dir: Path) -> None:
+    if "CONTAINERS_CONF" not in os.environ:
+        conf_dir.mkdir(parents=True, exist_ok=True)
+        conf = conf_dir / "containers.conf"
+        conf.write_text(CONTAINERS_CONF)
+        os.environ["CONTAINERS_CONF"] = str(conf)
+
+
+def debian_mirror(sources: Path = Path("/etc/apt")) -> str:
+    """The URI apt uses for the Debian suite, from sources.list or deb822 *.sources files."""
+    files = [sources / "sources.list", *sorted((sources / "sources.list.d").glob("*"))]
+    for path in files:
+        if not path.is_file():
+            continue
+        text = path.read_text()
+        for match in re.finditer(r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+" + SUITE + r"\s", text, re.MULTILINE):
+            return match.group(1)
+        for stanza in re.split(r"\n\s*\n", text):
+            fields = dict(re.findall(r"^(\w+):\s*(.+)$", stanza, re.MULTILINE))
+            if SUITE in fields.get("Suites", "").split() and "security" not in fields.get("URIs", ""):
+                return fields["URIs"].split()[0]
+    raise RuntimeError(f"no apt source for Debian {SUITE} in {sources}: cannot debootstrap a base image")
+
+
+def image_exists(engine: str, image: str) -> bool:
+    return subprocess.run([engine, "image", "inspect", image], capture_output=True).returncode == 0
+
+
+def ensure_base_image(engine: str) -> str:
+    """localhost/nlp-base:bookworm with python3 and venv: imported from cache, or debootstrapped once."""
+    if image_exists(engine, BASE_IMAGE):
+        return BASE_IMAGE
+    tarball = CACHE_DIR / f"nlp-base-{SUITE}.tar"
+    if not tarball.exists():
+        with tempfile.TemporaryDirectory(dir=CACHE_DIR.parent if CACHE_DIR.parent.exists() else None) as work:
+            rootfs = Path(work) / "rootfs"
+            subprocess.run(
+                ["debootstrap", "--variant=minbase", "--include=python3,python3-venv,python3-pip",
+                 SUITE, str(rootfs), debian_mirror()],
+                check=True, capture_output=True,
+            )  # fmt: skip
+            shutil.rmtree(rootfs / "var/cache/apt/archives", ignore_errors=True)
+            tarball.parent.mkdir(parents=True, exist_ok=True)
+            partial = tarball.with_suffix(".part")
+            subprocess.run(["tar", "-C", str(rootfs), "-cf", str(partial), "."], check=True)
+            partial.rename(tarball)
+    with tarball.open("rb") as stream:
+        subprocess.run([engine, "import", "-", BASE_IMAGE], stdin=stream, check=True, capture_output=True)
+    return BASE_IMAGE
