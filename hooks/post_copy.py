@@ -16,9 +16,7 @@ from pathlib import Path
 
 
 def inside_git_work_tree(path: Path) -> bool:
-    result = subprocess.run(
-        ["git", "rev-parse", "--is-inside-work-tree"], cwd=path, capture_output=True, text=True
-    )
+    result = subprocess.run(["git", "rev-parse", "--is-inside-work-tree"], cwd=path, capture_output=True, text=True)
     return result.returncode == 0 and result.stdout.strip() == "true"
 
 

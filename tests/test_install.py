@@ -96,14 +96,18 @@ def test_editing_the_model_list_updates_exactly_what_changed(
     ]
     lock = (project / "requirements.txt").read_text()
     assert pinned(lock)["en-core-web-md"] == "3.8.0"
-    assert venv_python(project, "import en_core_web_md; print(en_core_web_md.load().meta['version'])").strip() == "3.8.0"
+    assert (
+        venv_python(project, "import en_core_web_md; print(en_core_web_md.load().meta['version'])").strip() == "3.8.0"
+    )
 
     set_model_urls(project, mirror, SM_WHEEL, md_381)
     mark = mirror.mark()
     make(project, "install", env=shared_tools)
     assert wheel_downloads(mirror.since(mark)) == [md_381]
     assert pinned((project / "requirements.txt").read_text())["en-core-web-md"] == "3.8.1"
-    assert venv_python(project, "import en_core_web_md; print(en_core_web_md.load().meta['version'])").strip() == "3.8.1"
+    assert (
+        venv_python(project, "import en_core_web_md; print(en_core_web_md.load().meta['version'])").strip() == "3.8.1"
+    )
 
     set_model_urls(project, mirror, SM_WHEEL)
     mark = mirror.mark()
@@ -112,12 +116,15 @@ def test_editing_the_model_list_updates_exactly_what_changed(
     assert "en-core-web-md" not in pinned((project / "requirements.txt").read_text())
     assert (project / "requirements-model.in").read_text().splitlines()[1:] == ["en_core_web_sm==3.8.0"]
     installed_models = venv_python(
-        project, "from importlib import metadata; print(sorted(e.name for e in metadata.entry_points(group='spacy_models')))"
+        project,
+        "from importlib import metadata; print(sorted(e.name for e in metadata.entry_points(group='spacy_models')))",
     )
     assert installed_models.strip() == "['en_core_web_sm']"
 
 
-def test_a_tampered_model_is_refused_and_the_venv_survives(tmp_path: Path, installed: Installed, shared_tools: dict) -> None:
+def test_a_tampered_model_is_refused_and_the_venv_survives(
+    tmp_path: Path, installed: Installed, shared_tools: dict
+) -> None:
     project = copy_project(installed.path, tmp_path / "proj")
     make(project, "install", env=shared_tools)
     wheel = project / "build" / SM_WHEEL
@@ -155,7 +162,10 @@ def test_a_sha256_fragment_is_verified_and_nothing_partial_is_kept(project: Path
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("{mirror}/download/en_core_web_lg-3.8.0/en_core_web_lg-3.8.0-py3-none-any.whl", "HTTP 404 Not Found from {url}"),
+        (
+            "{mirror}/download/en_core_web_lg-3.8.0/en_core_web_lg-3.8.0-py3-none-any.whl",
+            "HTTP 404 Not Found from {url}",
+        ),
         ("http://127.0.0.1:9/en_core_web_lg-3.8.0/en_core_web_lg-3.8.0-py3-none-any.whl", "cannot reach {url}"),
         ("{mirror}/download/en_core_web_lg-3.8.0/notes.txt", "is not a wheel file name"),
     ],

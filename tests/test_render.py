@@ -113,8 +113,8 @@ def test_bad_answers_are_refused_with_the_fix(tmp_path: Path, answers: dict, mes
 
 def test_the_cli_refuses_a_bad_answer_and_says_why(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "copier", "copy", "--trust", "--defaults", "--vcs-ref=HEAD", "-d", "project_slug=My Proj", str(REPO),
-         str(tmp_path / "proj")],
+        [sys.executable, "-m", "copier", "copy", "--trust", "--defaults", "--vcs-ref=HEAD",
+         "-d", "project_slug=My Proj", str(REPO), str(tmp_path / "proj")],
         capture_output=True, text=True,
     )  # fmt: skip
     assert result.returncode != 0

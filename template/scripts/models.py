@@ -31,10 +31,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from email.parser import HeaderParser
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
 
 GITHUB_RELEASES_BASE = "https://github.com/explosion/spacy-models/releases/download"
 USER_AGENT = "nlp-template-models/1"
@@ -150,7 +150,7 @@ class Specifier:
     clauses: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def parse(cls, text: str) -> "Specifier":
+    def parse(cls, text: str) -> Specifier:
         clauses = []
         for part in filter(None, (piece.strip() for piece in text.split(","))):
             match = re.fullmatch(r"(~=|===|==|!=|<=|>=|<|>)\s*([0-9][0-9.]*(?:\.\*)?)", part)
@@ -333,7 +333,9 @@ class Progress:
             return
         percent = 100 * self.done // self.total
         if self.tty:
-            print(f"\r  {self.label}: {human_size(self.done)} / {human_size(self.total)} ({percent}%)", end="", flush=True)
+            print(
+                f"\r  {self.label}: {human_size(self.done)} / {human_size(self.total)} ({percent}%)", end="", flush=True
+            )
         elif percent >= self.next_mark and percent < 100:
             print(f"  {self.label}: {percent}% of {human_size(self.total)}", flush=True)
             self.next_mark = (percent // 25 + 1) * 25
@@ -341,7 +343,10 @@ class Progress:
     def finish(self) -> None:
         seconds = max(time.monotonic() - self.started, 1e-3)
         end = "\r" if self.tty else ""
-        print(f"{end}  {self.label}: {human_size(self.done)} in {seconds:.1f} s ({human_size(self.done / seconds)}/s)", flush=True)
+        print(
+            f"{end}  {self.label}: {human_size(self.done)} in {seconds:.1f} s ({human_size(self.done / seconds)}/s)",
+            flush=True,
+        )
 
 
 def download(url: str, dest: Path, expected_sha256: str | None, attempts: int = 3) -> str:
@@ -689,7 +694,9 @@ def cmd_lock(args: argparse.Namespace) -> None:
     text = stamp_digest(repin_models(draft.read_text(), models, hashes, str(constraints)), digest)
     problems = lock_problems(text)
     if problems:
-        raise UserError("the compiled lock is not safe to use, so requirements.txt was kept:\n  " + "\n  ".join(problems))
+        raise UserError(
+            "the compiled lock is not safe to use, so requirements.txt was kept:\n  " + "\n  ".join(problems)
+        )
     old = args.output.read_text() if args.output.exists() else ""
     write_if_changed(args.output, text)
     args.output.touch()
@@ -731,7 +738,9 @@ def link_or_copy(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
-def verify_model_wheels(entries: Sequence[LockEntry], models_dir: Path, lock: Path, cache: HashCache) -> dict[str, Path]:
+def verify_model_wheels(
+    entries: Sequence[LockEntry], models_dir: Path, lock: Path, cache: HashCache
+) -> dict[str, Path]:
     """Model wheels in build/ must carry the hash the lock holds; a changed byte stops here."""
     found = {}
     for key, path in model_wheels_in(models_dir).items():
@@ -755,7 +764,7 @@ def cmd_wheelhouse(args: argparse.Namespace) -> None:
     cache = HashCache(args.models_dir / ".sha256-cache.json")
     entries = lock_entries(args.lock.read_text())
     models = verify_model_wheels(entries, args.models_dir, args.lock, cache)
-    for name, path in models.items():
+    for path in models.values():
         target = args.dest / path.name
         if not target.exists() or cache.sha256(target) != cache.sha256(path):
             link_or_copy(path, target)
@@ -833,7 +842,7 @@ def add_source_path(venv_python: Path, src: Path) -> None:
 # --------------------------------------------------------------------------- images
 
 
-SECRET_ID = "pip_env"
+SECRET_ID = "pip_env"  # noqa: S105 - the name of the build secret, not a value
 SECRET_PATH = Path("/run/secrets") / SECRET_ID
 
 

@@ -115,13 +115,13 @@ class Mirror:
 
 
 class Handler(BaseHTTPRequestHandler):
-    server: "MirrorServer"
+    server: MirrorServer
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802 - the base class's name
+    def do_GET(self) -> None:
         mirror = self.server.mirror
         path = urllib.parse.urlsplit(self.path).path
         routes = (
@@ -246,7 +246,7 @@ class MirrorServer(ThreadingHTTPServer):
         self.mirror = mirror
         mirror.url = f"http://127.0.0.1:{self.server_address[1]}"
 
-    def __enter__(self) -> "MirrorServer":
+    def __enter__(self) -> MirrorServer:
         threading.Thread(target=self.serve_forever, daemon=True).start()
         return self
 

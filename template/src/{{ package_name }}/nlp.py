@@ -6,7 +6,7 @@ Models are Python packages installed by `make install` (from the wheels that
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from importlib import metadata
 from typing import TYPE_CHECKING
 
@@ -23,7 +23,7 @@ def installed_models() -> list[str]:
     return sorted({entry.name for entry in metadata.entry_points(group="spacy_models")})
 
 
-@lru_cache(maxsize=None)
+@cache
 def load(name: str) -> Language:
     """Load a model the first time it is asked for; later calls return the same object."""
     if name not in installed_models():
