@@ -14,6 +14,7 @@ import yaml
 from tests.support.project import REPO, make, render, tree
 
 COPIER_YML = yaml.safe_load((REPO / "copier.yml").read_text())
+MODELTOOLS = ["__init__", "common", "credentials", "github", "lockfile", "net", "project", "versions", "wheels"]
 CONTRACT_TARGETS = ["help", "models", "lock", "install", "upgrade", "links", "test", "wheelhouse", "docker", "clean"]
 
 
@@ -23,6 +24,7 @@ def expected_tree(package: str) -> set[str]:
         "Makefile", "README.md", "Dockerfile", "pyproject.toml",
         "requirements.in", "requirements-model.in.url", "requirements-model.in",
         "scripts/models.py",
+        *(f"scripts/modeltools/{name}.py" for name in MODELTOOLS),
         f"src/{package}/__init__.py", f"src/{package}/__main__.py", f"src/{package}/nlp.py",
         "tests/test_nlp.py",
     }  # fmt: skip

@@ -5,7 +5,8 @@
                                        a releases API shaped like GitHub's: pages of
                                        per_page items with Link headers, x-ratelimit-*
                                        headers, ETag / If-None-Match, asset digests
-- /private/links.html, /private/<file> a find-links page behind HTTP basic auth
+- /private/links.html, /private/simple/<project>/, /private/<file>
+                                       a find-links page and a PEP 503 index behind HTTP basic auth
 - /simple/<project>/, /files/<file>    a PEP 503 index (squatted names, impostors)
 
 Every request is logged, with whether it carried an Authorization header, so
@@ -99,10 +100,10 @@ class Mirror:
     def index_url(self) -> str:
         return f"{self.url}/simple"
 
-    def private_links_url(self, user: str, password: str = "") -> str:
+    def private_url(self, userinfo: str, path: str = "links.html") -> str:
+        """The private find-links page (or /private/simple) with user-info, as a user writes it in .env."""
         netloc = urllib.parse.urlsplit(self.url).netloc
-        userinfo = user + (f":{password}" if password else "")
-        return f"http://{userinfo}@{netloc}/private/links.html"
+        return f"http://{userinfo}@{netloc}/private/{path}"
 
     def mark(self) -> int:
         """Position in the request log, to read only what came after."""
@@ -175,18 +176,24 @@ class Handler(BaseHTTPRequestHandler):
         return self._send(200, body, "application/json", headers)
 
     def _private(self, mirror: Mirror, path: str) -> int:
+        """Behind basic auth: a find-links page, a PEP 503 index (/private/simple/) and their files."""
         user, password = mirror.private_credentials
         expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
         if self.headers.get("Authorization") != expected:
             return self._send(401, b"Unauthorized", headers={"WWW-Authenticate": 'Basic realm="private"'})
         name = path[len("/private/") :]
         if name == "links.html":
-            links = "".join(
-                f'<a href="{html.escape(file)}#sha256={hashlib.sha256(wheel.read_bytes()).hexdigest()}">'
-                f"{html.escape(file)}</a><br>\n"
-                for file, wheel in sorted(mirror.private_files.items())
-            )
-            return self._send(200, f"<!DOCTYPE html><html><body>\n{links}</body></html>\n".encode(), "text/html")
+            return self._send(200, links_page(mirror.private_files, prefix=""), "text/html")
+        if name.startswith("simple/"):
+            project = re.sub(r"[-_.]+", "-", name[len("simple/") :].strip("/")).lower()
+            files = {
+                f: w
+                for f, w in mirror.private_files.items()
+                if re.sub(r"[-_.]+", "-", f.split("-")[0]).lower() == project
+            }
+            if not files:
+                return self._send(404, b"Not Found")
+            return self._send(200, links_page(files, prefix="../../"), "text/html")
         wheel = mirror.private_files.get(name)
         if wheel is None:
             return self._send(404, b"Not Found")
@@ -223,6 +230,16 @@ class Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
         return status
+
+
+def links_page(files: dict[str, Path], prefix: str) -> bytes:
+    """An HTML page of links with #sha256 fragments, as find-links pages and PEP 503 indexes serve."""
+    links = "".join(
+        f'<a href="{prefix}{html.escape(file)}#sha256={hashlib.sha256(wheel.read_bytes()).hexdigest()}">'
+        f"{html.escape(file)}</a><br>\n"
+        for file, wheel in sorted(files.items())
+    )
+    return f"<!DOCTYPE html><html><body>\n{links}</body></html>\n".encode()
 
 
 def release_json(release: Release) -> dict:

@@ -1,0 +1,193 @@
+"""Container images with the models baked in, built and run with a real engine (podman in CI).
+
+These tests skip on a developer's machine without podman or docker, and fail
+instead when CI=true: .ci/run installs podman, buildah, runc, debootstrap and uidmap.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import tarfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Installed
+from tests.support.containers import configure_podman, ensure_base_image, find_engine
+from tests.support.mirror import Mirror
+from tests.support.project import MakeResult, copy_project, make
+from tests.support.wheels import CACHE_DIR, build_plain_wheel
+
+pytestmark = pytest.mark.container
+SENTENCE = "Apple is looking at buying U.K. startup for $1 billion"
+TOKEN = "FAKE-IMAGE-BUILD-TOKEN-5e3a91"
+
+
+@pytest.fixture(scope="session")
+def engine() -> str:
+    configure_podman(CACHE_DIR / "containers")
+    found = find_engine()
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI=true, but neither podman nor docker works here (.ci/run installs podman)")
+        pytest.skip("no container engine (podman or docker) on this machine")
+    return found
+
+
+@pytest.fixture(scope="session")
+def base_image(engine: str) -> str:
+    return ensure_base_image(engine)
+
+
+def run(engine: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([engine, *args], input=stdin, capture_output=True, text=True)
+    assert result.returncode == 0, f"{engine} {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def layers(engine: str, image: str) -> list[str]:
+    return run(engine, "image", "inspect", "--format", "{{json .RootFS.Layers}}", image).stdout.strip().split(",")
+
+
+def image_files(engine: str, image: str, work: Path) -> list[tuple[str, bytes]]:
+    """Every file of every layer of the image (name and content), from `save`."""
+    archive = work / "image.tar"
+    run(engine, "save", "--output", str(archive), image)
+    files = []
+    with tarfile.open(archive) as outer:
+        for member in outer.getmembers():
+            data = outer.extractfile(member).read() if member.isfile() else b""
+            files.append((member.name, data))
+            if member.name.endswith(".tar") or member.name.endswith("/layer.tar"):
+                with tarfile.open(fileobj=io.BytesIO(data)) as layer:
+                    for inner in layer.getmembers():
+                        content = layer.extractfile(inner).read() if inner.isfile() else b""
+                        files.append((f"{member.name}!{inner.name}", content))
+    return files
+
+
+@dataclass
+class Built:
+    project: Path
+    image: str
+    result: MakeResult
+
+
+@pytest.fixture(scope="session")
+def built(
+    tmp_path_factory: pytest.TempPathFactory, installed: Installed, engine: str, base_image: str
+) -> Iterator[Built]:
+    """`make docker` on the installed project: offline, from build/wheels."""
+    project = copy_project(installed.path, tmp_path_factory.mktemp("docker") / "proj")
+    image = f"localhost/nlp-template-test-{uuid.uuid4().hex[:8]}:latest"
+    settings = [f"BASE_IMAGE={base_image}", f"IMAGE={image}", f"CONTAINER_ENGINE={engine}"]
+    result = make(project, "docker", *settings, env={"TOOLS": str(installed.tools)})
+    yield Built(project, image, result)
+    subprocess.run([engine, "rmi", "--force", image], capture_output=True)
+
+
+def test_make_docker_builds_offline_and_loads_each_model(built: Built, engine: str) -> None:
+    assert f"$ {engine} build --network=none --secret id=pip_env,src=" in built.result.stdout
+    assert re.search(r"image: installing \d+ packages from build/wheels, with no index", built.result.output)
+    assert "loaded core_web_sm" in built.result.output
+
+
+def test_the_image_runs_offline_as_a_fixed_non_root_user(built: Built, engine: str) -> None:
+    out = run(engine, "run", "--rm", "--network=none", built.image, SENTENCE).stdout
+    assert "en_core_web_sm: Apple (ORG), U.K. (GPE), $1 billion (MONEY)" in out
+    piped = run(engine, "run", "--rm", "-i", "--network=none", built.image, stdin="Google hired Ada in Paris.").stdout
+    assert "Google (ORG)" in piped and "Paris (GPE)" in piped
+    assert run(engine, "run", "--rm", "--entrypoint", "id", built.image).stdout.startswith("uid=10001(app) gid=10001")
+    environment = run(engine, "image", "inspect", "--format", "{{json .Config.Env}}", built.image).stdout
+    assert "HF_HUB_OFFLINE=1" in environment and "TRANSFORMERS_OFFLINE=1" in environment
+
+
+def test_no_wheel_and_no_env_file_is_in_any_layer(built: Built, engine: str, tmp_path: Path) -> None:
+    names = [name for name, _ in image_files(engine, built.image, tmp_path)]
+    assert not [n for n in names if n.endswith(".whl")], "a wheel was copied into a layer"
+    assert not [n for n in names if re.search(r"(^|/)\.env$", n.split("!")[-1])]
+    assert [n for n in names if n.endswith("app/src/my_nlp_project/nlp.py")]
+
+
+def test_a_change_in_src_reuses_the_dependency_layers(built: Built, engine: str, installed: Installed) -> None:
+    before = layers(engine, built.image)
+    main = built.project / "src" / "my_nlp_project" / "__main__.py"
+    main.write_text(main.read_text() + "\n# a change that must not reinstall anything\n")
+    settings = [f"BASE_IMAGE={ensure_base_image(engine)}", f"IMAGE={built.image}", f"CONTAINER_ENGINE={engine}"]
+    result = make(built.project, "docker", *settings, env={"TOOLS": str(installed.tools)})
+    after = layers(engine, built.image)
+    assert after[:-1] == before[:-1], "the dependency layers were rebuilt"
+    assert after[-1] != before[-1]
+    assert "Using cache" in result.output and "image: installing" not in result.output
+
+
+@pytest.fixture
+def private_index(mirror: Mirror, installed: Installed, tmp_path: Path) -> Iterator[Mirror]:
+    """A token-protected PEP 503 index that serves the lock's wheels and a private package."""
+    files = {p.name: p for p in (installed.path / "build" / "wheels").glob("*.whl")}
+    private = build_plain_wheel("acme_private", "1.0.0", tmp_path / "private")
+    mirror.private_files = {**files, private.name: private}
+    mirror.private_credentials = ("ci", TOKEN)
+    yield mirror
+    mirror.private_files, mirror.private_credentials = {}, ("", "")
+
+
+def test_plain_build_after_make_models_with_a_build_secret(
+    tmp_path: Path, installed: Installed, private_index: Mirror, engine: str, base_image: str
+) -> None:
+    """`docker build .` with only the models in build/: the rest comes from a private index, whose
+    token arrives as a build secret and is in no layer and not in the history."""
+    project = copy_project(installed.path, tmp_path / "proj")
+    requirements = project / "requirements.in"
+    requirements.write_text(requirements.read_text() + "acme-private==1.0.0\n")
+    index = private_index.private_url(f"ci:{TOKEN}", "simple")
+    (project / ".env").write_text(f"PIP_EXTRA_INDEX_URL={index}\n")
+    make(project, "lock", env={"TOOLS": str(installed.tools)})
+    assert "acme-private==1.0.0" in (project / "requirements.txt").read_text()
+    subprocess.run(["rm", "-rf", str(project / "build" / "wheels")], check=True)
+
+    secret = tmp_path / "pip_env"
+    secret.write_text(f"PIP_INDEX_URL={index}\n")
+    image = f"localhost/nlp-template-plain-{uuid.uuid4().hex[:8]}:latest"
+    build = subprocess.run(
+        [engine, "build", "--network=host", "--secret", f"id=pip_env,src={secret}",
+         "--build-arg", f"BASE_IMAGE={base_image}", "--tag", image, "."],
+        cwd=project, capture_output=True, text=True,
+    )  # fmt: skip
+    try:
+        assert build.returncode == 0, build.stdout + build.stderr
+        assert "models from build/, the other packages from the package index" in build.stdout + build.stderr
+        assert TOKEN not in build.stdout + build.stderr
+        code = "import acme_private, spacy; print(acme_private.__version__, spacy.load('en_core_web_sm').meta['name'])"
+        out = run(engine, "run", "--rm", "--network=none", "--entrypoint", "python", image, "-c", code)
+        assert out.stdout.split() == ["1.0.0", "core_web_sm"]
+        history = run(engine, "history", "--no-trunc", "--format", "{{.CreatedBy}}", image).stdout
+        assert TOKEN not in history and "pip_env" in history
+        leaked = [name for name, data in image_files(engine, image, tmp_path) if TOKEN.encode() in data]
+        assert leaked == [], f"the token is in {leaked}"
+    finally:
+        subprocess.run([engine, "rmi", "--force", image], capture_output=True)
+
+
+def test_make_docker_passes_env_credentials_only_as_a_secret(
+    built: Built, engine: str, installed: Installed, tmp_path: Path
+) -> None:
+    (built.project / ".env").write_text(f"PIP_EXTRA_INDEX_URL=https://ci:{TOKEN}@pypi.example.invalid/simple\n")
+    image = f"localhost/nlp-template-secret-{uuid.uuid4().hex[:8]}:latest"
+    settings = [f"BASE_IMAGE={ensure_base_image(engine)}", f"IMAGE={image}", f"CONTAINER_ENGINE={engine}"]
+    try:
+        result = make(
+            built.project, "docker", *settings, "DOCKER_BUILD_ARGS=--no-cache", env={"TOOLS": str(installed.tools)}
+        )
+        assert TOKEN not in result.output
+        assert TOKEN not in run(engine, "history", "--no-trunc", "--format", "{{.CreatedBy}}", image).stdout
+        assert TOKEN not in run(engine, "image", "inspect", image).stdout
+        assert [name for name, data in image_files(engine, image, tmp_path) if TOKEN.encode() in data] == []
+    finally:
+        subprocess.run([engine, "rmi", "--force", image], capture_output=True)
