@@ -254,6 +254,7 @@ def cmd_lock(args: argparse.Namespace) -> None:
     cache.save()
     digest = inputs_digest(paths.requirements, hashes)
     if not args.upgrade and recorded_digest(paths.lock) == digest:
+        check_no_leaks(paths)
         paths.lock.touch()
         print(f"lock: {paths.lock} already matches its inputs; pip-compile skipped")
         return
@@ -271,9 +272,10 @@ def cmd_lock(args: argparse.Namespace) -> None:
     run_pip_compile(args.tools_python, draft, paths.requirements, constraints, args.upgrade)
     versions = {key: wheel.version for key, wheel in models.items()}
     text = stamp_digest(repin_models(draft.read_text(), versions, hashes, str(constraints)), digest)
-    problems = lock_problems(text)
+    draft.write_text(text)
+    problems = lock_problems(text) + find_leaks(Path.cwd(), paths.env_file, [draft], os.environ)
     if problems:
-        raise UserError("the compiled lock is unsafe, so requirements.txt was kept:\n  " + "\n  ".join(problems))
+        raise UserError(f"the compiled lock is unsafe, so {paths.lock} was kept as it was:\n  " + "\n  ".join(problems))
     old = paths.lock.read_text() if paths.lock.exists() else ""
     write_if_changed(paths.lock, text)
     paths.lock.touch()
@@ -282,9 +284,6 @@ def cmd_lock(args: argparse.Namespace) -> None:
         print(f"lock: wrote {paths.lock}: {plural(len(lock_entries(text)), 'package')}, each pinned with its hashes")
     else:
         print(f"lock: {paths.lock}: " + ("\n" + "\n".join(changes) if changes else "no version changed"))
-    leaks = find_leaks(Path.cwd(), paths.env_file, [paths.lock], os.environ)
-    if leaks:
-        raise UserError("a secret from .env is in a committed file:\n  " + "\n  ".join(leaks))
 
 
 # --------------------------------------------------------------------------- wheelhouse and sync
@@ -409,14 +408,17 @@ def add_source_path(venv_python: Path, src: Path) -> None:
 # --------------------------------------------------------------------------- secrets
 
 
-def cmd_check_secrets(args: argparse.Namespace) -> None:
-    paths = paths_of(args)
+def check_no_leaks(paths: Paths) -> None:
     leaks = find_leaks(Path.cwd(), paths.env_file, [paths.lock, Path(".copier-answers.yml")], os.environ)
     if leaks:
         raise UserError(
             "a secret from .env is in a file git tracks (or in requirements.txt):\n  " + "\n  ".join(leaks) + "\n"
             "Remove it from there, rotate it, and keep it in .env only"
         )
+
+
+def cmd_check_secrets(args: argparse.Namespace) -> None:
+    check_no_leaks(paths_of(args))
     print("check-secrets: no value of .env appears in a tracked file or in requirements.txt")
 
 

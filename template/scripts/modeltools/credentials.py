@@ -111,9 +111,10 @@ def find_leaks(project: Path, env_file: Path, extra: list[Path], environ: Mappin
     """'file:line holds the value of NAME' for each secret of .env found in a committed file."""
     secrets = secrets_of(env_file, environ)
     leaks = []
-    files = dict.fromkeys([*tracked_files(project), *(p for p in extra if p.exists())])
+    project = project.resolve()
+    files = dict.fromkeys(p.resolve() for p in [*tracked_files(project), *(project / e for e in extra)])
     for path in files:
-        if path.resolve() == env_file.resolve() or not path.is_file():
+        if path == (project / env_file).resolve() or not path.is_file():
             continue
         try:
             lines = path.read_text().splitlines()
