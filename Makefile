@@ -29,6 +29,11 @@ test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 .PHONY: test
 
+## Measure the main flow (cold and warm install, image build) and print the figures
+bench: $(VENV)/.installed
+	$(VENV)/bin/python -m tests.bench
+.PHONY: bench
+
 ## Check the Python code and the generated Dockerfile
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -225,3 +225,22 @@ def test_clean_keeps_models_and_distclean_removes_build(project: Path, shared_to
     assert (project / "requirements.txt").exists() and (project / "requirements-model.in").exists()
     make(project, "distclean")
     assert not (project / "build").exists()
+
+
+def test_a_fresh_clone_installs_from_the_committed_lock_without_compiling(
+    tmp_path: Path, installed: Installed, mirror: Mirror, shared_tools: dict
+) -> None:
+    """What CI does: a clone holds requirements.txt but no build/; nothing is re-resolved."""
+    origin = copy_project(installed.path, tmp_path / "origin")
+    subprocess.run(["git", "add", "-A"], cwd=origin, check=True)
+    subprocess.run(["git", "commit", "--quiet", "-m", "project"], cwd=origin, check=True)
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "--quiet", str(origin), str(clone)], check=True)
+    assert not (clone / "build").exists() and (clone / "requirements.txt").exists()
+    lock = (clone / "requirements.txt").read_text()
+    mark = mirror.mark()
+    result = make(clone, "install", env=shared_tools)
+    assert wheel_downloads(mirror.since(mark)) == [SM_WHEEL]
+    assert "pip-compile skipped" in result.stdout and "lock: pip-compile" not in result.stdout
+    assert (clone / "requirements.txt").read_text() == lock
+    assert venv_python(clone, "import en_core_web_sm; print(en_core_web_sm.__name__)").strip() == "en_core_web_sm"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.lint_dockerfile import hadolint
 from tests.support.project import REPO, make, render, tree
 
 COPIER_YML = yaml.safe_load((REPO / "copier.yml").read_text())
@@ -154,3 +155,14 @@ def test_answers_file_holds_no_secret_question() -> None:
         assert name in questions
         if name != "spacy_requirement":
             assert COPIER_YML[name].get("help"), f"{name} has no help"
+
+
+def test_the_dockerfile_passes_hadolint_and_avoids_what_old_podman_lacks(rendered: Path) -> None:
+    result = hadolint(rendered / "Dockerfile")
+    assert result.returncode == 0, result.stdout + result.stderr
+    dockerfile = (rendered / "Dockerfile").read_text()
+    assert "# syntax=" not in dockerfile and "<<" not in dockerfile and "--link" not in dockerfile
+    assert "ARG BASE_IMAGE=python:3.11-slim" in dockerfile
+    assert "--mount=type=secret" in dockerfile and "ARG PIP" not in dockerfile
+    ignored = (rendered / ".dockerignore").read_text().splitlines()
+    assert ".env" in ignored and "*" in ignored and "!build/wheels/" in ignored

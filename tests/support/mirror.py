@@ -37,6 +37,7 @@ class Request:
     status: int
     authorization: str | None
     headers: dict[str, str]
+    sent: int = 0  # bytes of the body
 
 
 @dataclass
@@ -118,6 +119,7 @@ class Mirror:
 class Handler(BaseHTTPRequestHandler):
     server: MirrorServer
     protocol_version = "HTTP/1.1"
+    sent = 0
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -140,7 +142,7 @@ class Handler(BaseHTTPRequestHandler):
             status = self._send(404, b"not found")
         with mirror.lock:
             mirror.requests.append(
-                Request("GET", self.path, status, self.headers.get("Authorization"), dict(self.headers))
+                Request("GET", self.path, status, self.headers.get("Authorization"), dict(self.headers), self.sent)
             )
 
     # ---- routes: each sends its answer and returns the status
@@ -229,6 +231,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+        self.sent = len(body)
         return status
 
 
