@@ -119,10 +119,11 @@ def test_no_wheel_and_no_env_file_is_in_any_layer(built: Built, engine: str, tmp
 
 
 def test_a_change_in_src_reuses_the_dependency_layers(built: Built, engine: str, installed: Installed) -> None:
+    settings = [f"BASE_IMAGE={ensure_base_image(engine)}", f"IMAGE={built.image}", f"CONTAINER_ENGINE={engine}"]
+    make(built.project, "docker", *settings, env={"TOOLS": str(installed.tools)})  # the cache's own view
     before = layers(engine, built.image)
     main = built.project / "src" / "my_nlp_project" / "__main__.py"
     main.write_text(main.read_text() + "\n# a change that must not reinstall anything\n")
-    settings = [f"BASE_IMAGE={ensure_base_image(engine)}", f"IMAGE={built.image}", f"CONTAINER_ENGINE={engine}"]
     result = make(built.project, "docker", *settings, env={"TOOLS": str(installed.tools)})
     after = layers(engine, built.image)
     assert after[:-1] == before[:-1], "the dependency layers were rebuilt"

@@ -140,6 +140,10 @@ def test_a_model_for_another_spacy_is_refused_before_anything_is_installed(
     base = requirements.read_text()
     requirements.write_text(base + "en_core_web_sm>=3.7,<3.8\n")
     result = make(project, "install", *api_settings(releases), check=False)
+    assert result.returncode != 0 and "en_core_web_sm is also in requirements-model.in.url" in result.stderr
+
+    (project / "requirements-model.in.url").write_text("# no exact model\n")
+    result = make(project, "install", *api_settings(releases), check=False)
     assert result.returncode != 0
     assert "en_core_web_sm>=3.7,<3.8 allows 3.7.1, but none is built for spacy>=3.8,<3.9" in result.stderr
     assert not (project / ".venv").exists()

@@ -63,7 +63,14 @@ from modeltools.project import (
     spacy_policy,
 )
 from modeltools.versions import parse_version
-from modeltools.wheels import SpacyPolicy, WheelInfo, check_fits_python, model_wheels_in, read_wheel
+from modeltools.wheels import (
+    SpacyPolicy,
+    WheelInfo,
+    check_fits_python,
+    model_wheels_in,
+    read_wheel,
+    wheel_filename_parts,
+)
 
 SECRET_ID = "pip_env"  # noqa: S105 - the id of the build secret, not a value
 SECRET_MOUNT = Path("/run/secrets") / SECRET_ID
@@ -114,7 +121,7 @@ def fetch_exact(model: ModelUrl, build: Path, cache: HashCache, offline: bool) -
     else:
         download_wheel(model.url, target, model.sha256)
     wheel = read_wheel(target)
-    name, version = model.filename.split("-")[:2]
+    name, version = wheel_filename_parts(model.filename)
     if (wheel.key, wheel.version) != (canonical_name(name), version):
         raise UserError(f"{target} holds {wheel.pin}, not what its file name says ({model.where})")
     return wheel
@@ -129,15 +136,14 @@ class RangeResolver:
         self._links: list[ModelLink] | None = None
 
     def links(self) -> list[ModelLink]:
+        """The links page: refreshed for an upgrade, made when missing, else read as it is."""
         if self._links is None:
-            if self.upgrade and not self.offline:
+            if not self.offline and (self.upgrade or not self.paths.links.exists()):
                 self._links = write_links_page(self.api, os.environ.get("GITHUB_TOKEN"), self.paths.links)
             elif self.paths.links.exists():
                 self._links = read_links_page(self.paths.links)
-            elif self.offline:
-                raise UserError(f"OFFLINE=1, but {self.paths.links} is missing: run make links with network access")
             else:
-                self._links = write_links_page(self.api, os.environ.get("GITHUB_TOKEN"), self.paths.links)
+                raise UserError(f"OFFLINE=1, but {self.paths.links} is missing: run make links with network access")
         return self._links
 
     def resolve(self, requirement: Requirement, policy: SpacyPolicy, locked: dict[str, str]) -> ModelLink:
@@ -163,8 +169,7 @@ class RangeResolver:
             versions = ", ".join(link.version for link in in_range)
             raise UserError(
                 f"{requirement.where}: {requirement.text} allows {versions}, but none is built for "
-                f"{policy.text} ({policy.where}); models for spaCy {series[-1] if series else '?'} have "
-                f"versions {series[-1] if series else '?'}.x"
+                f"{policy.text} ({policy.where}); models for spaCy {series[-1]} have versions {series[-1]}.x"
             )
         return max(fitting, key=lambda link: parse_version(link.version))
 
@@ -185,7 +190,12 @@ def project_models(paths: Paths, resolver: RangeResolver, cache: HashCache, pinn
             raise UserError(f"{name}=={version} is in {paths.pins} but not in {paths.build}/: run make models")
         found.append((read_wheel(path), str(paths.pins)))
     locked = locked_versions(paths.lock)
+    pinned_names = {canonical_name(name): name for name, _ in read_pins(paths.pins)}
     for requirement in range_models(paths.requirements, paths.pins):
+        if canonical_name(requirement.name) in pinned_names:
+            raise UserError(
+                f"{requirement.where}: {requirement.name} is also in {paths.urls}; give each model in one place"
+            )
         found.append((resolver.wheel(resolver.resolve(requirement, policy, locked), cache), requirement.where))
     for wheel, where in found:
         policy.check(wheel, where)
