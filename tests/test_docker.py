@@ -36,7 +36,7 @@ def engine() -> str:
     if found is None:
         if os.environ.get("CI"):
             pytest.fail("CI=true, but neither podman nor docker works here (.ci/run installs podman)")
-        pytest.skip("no container engine (podman or docker) on this machine")
+        pytest.skip("no container engine (podman or docker) here; with CI=true this fails instead")
     return found
 
 
