@@ -37,7 +37,10 @@ def image_rows(project: Path, mirror: Mirror) -> list[Row]:
         print("bench: no container engine, image figures skipped", file=sys.stderr)
         return []
     settings = [f"BASE_IMAGE={ensure_base_image(engine)}", "IMAGE=localhost/nlp-template-bench:latest"]
-    rows = [timed(project, mirror, "make docker (cold)", "docker", *settings, "DOCKER_BUILD_ARGS=--no-cache")]
+    rows = [
+        timed(project, mirror, "make docker (cold)", "docker", *settings, "DOCKER_BUILD_ARGS=--no-cache"),
+        timed(project, mirror, "make docker (nothing changed)", "docker", *settings),
+    ]
     main = next((project / "src").glob("*/__main__.py"))
     main.write_text(main.read_text() + "\n# bench: a change in src/\n")
     rows.append(timed(project, mirror, "make docker (after a src/ change)", "docker", *settings))
