@@ -299,15 +299,19 @@ def cmd_lock(args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------- wheelhouse and sync
 
 
-def wheelhouse_files(wheels: Path) -> list[Path]:
-    return sorted(p for p in wheels.glob("*") if p.is_file() and not p.name.startswith("."))
+class Wheelhouse:
+    """The files of build/wheels, found by hash: a lock entry is present when one of its hashes is."""
 
+    def __init__(self, directory: Path, cache: HashCache) -> None:
+        self.directory = directory
+        files = sorted(p for p in directory.glob("*") if p.is_file() and not p.name.startswith("."))
+        self.by_hash = {f"sha256:{cache.sha256(path)}": path for path in files}
 
-def find_in_wheelhouse(entry: LockEntry, files: Sequence[Path], cache: HashCache) -> Path | None:
-    for path in files:
-        if canonical_name(path.name.split("-")[0]) == entry.name and f"sha256:{cache.sha256(path)}" in entry.hashes:
-            return path
-    return None
+    def find(self, entry: LockEntry) -> Path | None:
+        return next((self.by_hash[h] for h in entry.hashes if h in self.by_hash), None)
+
+    def missing(self, entries: Sequence[LockEntry]) -> list[LockEntry]:
+        return [entry for entry in entries if self.find(entry) is None]
 
 
 def verify_model_wheels(entries: Sequence[LockEntry], paths: Paths, cache: HashCache) -> dict[str, Path]:
@@ -358,7 +362,7 @@ def cmd_wheelhouse(args: argparse.Namespace) -> None:
         target = paths.wheels / path.name
         if not target.exists() or cache.sha256(target) != cache.sha256(path):
             link_or_copy(path, target)
-    missing = [e for e in entries if not find_in_wheelhouse(e, wheelhouse_files(paths.wheels), cache)]
+    missing = Wheelhouse(paths.wheels, cache).missing(entries)
     if missing and args.offline:
         names = ", ".join(e.requirement for e in missing)
         raise UserError(f"OFFLINE=1, but {paths.wheels}/ lacks {names}: run make wheelhouse with network access")
@@ -366,12 +370,12 @@ def cmd_wheelhouse(args: argparse.Namespace) -> None:
         require_variables(args.require_env.split(), paths.env_file, os.environ)
         check_private_sources(paths.env_file, os.environ)
         pip_download(missing, paths.wheels, args.tools_python)
-    files = wheelhouse_files(paths.wheels)
-    needed = {e.name: find_in_wheelhouse(e, files, cache) for e in entries}
-    absent = [name for name, path in needed.items() if path is None]
+    wheelhouse = Wheelhouse(paths.wheels, cache)
+    absent = wheelhouse.missing(entries)
     if absent:
-        raise UserError(f"pip download did not provide {', '.join(absent)}")
-    for stale in set(files) - set(needed.values()):
+        raise UserError(f"pip download did not provide {', '.join(e.requirement for e in absent)}")
+    needed = {wheelhouse.find(entry) for entry in entries}
+    for stale in set(wheelhouse.by_hash.values()) - needed:
         stale.unlink()
     cache.save()
     print(f"wheelhouse: {plural(len(entries), 'wheel')} in {paths.wheels}/, each matching {paths.lock}")
@@ -389,11 +393,10 @@ def cmd_sync(args: argparse.Namespace) -> None:
     cache = paths.hash_cache
     entries = lock_entries(paths.lock.read_text())
     verify_model_wheels(entries, paths, cache)
-    files = wheelhouse_files(paths.wheels)
-    absent = [e.requirement for e in entries if not find_in_wheelhouse(e, files, cache)]
+    absent = Wheelhouse(paths.wheels, cache).missing(entries)
     cache.save()
     if absent:
-        raise UserError(f"{paths.wheels}/ lacks {', '.join(absent)}: run make wheelhouse")
+        raise UserError(f"{paths.wheels}/ lacks {', '.join(e.requirement for e in absent)}: run make wheelhouse")
     venv_python = args.venv / "bin" / "python"
     if not venv_python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(args.venv)], check=True)
@@ -462,8 +465,7 @@ def cmd_image_install(args: argparse.Namespace) -> None:
     cache = HashCache(Path(tempfile.gettempdir()) / "sha256-cache.json")  # build/ is a read-only mount
     entries = lock_entries(paths.lock.read_text())
     models = verify_model_wheels(entries, paths, cache)
-    files = wheelhouse_files(paths.wheels)
-    if all(find_in_wheelhouse(e, files, cache) for e in entries):
+    if not Wheelhouse(paths.wheels, cache).missing(entries):
         print(f"image: installing {plural(len(entries), 'package')} from build/wheels, with no index", flush=True)
         options = ["--no-index", "--find-links", str(paths.wheels)]
         pip_install(args.venv, [e.render() for e in entries], options, offline_pip_environment())
