@@ -235,3 +235,17 @@ def test_required_variables_name_the_fix(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"PRODIGY_KEY is empty: set it in .*\.env"):
         require_variables(["PRODIGY_KEY"], env, {"PRODIGY_KEY": ""})
     require_variables(["PRODIGY_KEY"], env, {"PRODIGY_KEY": "set"})
+
+
+def test_the_wheelhouse_finds_files_by_hash_whatever_their_names(tmp_path: Path) -> None:
+    from models import Wheelhouse  # the command line module, next to modeltools
+
+    (tmp_path / "python-dateutil-2.8.2.tar.gz").write_bytes(b"an sdist")
+    (tmp_path / ".complete").write_bytes(b"")
+    (tmp_path / "stale-1.0-py3-none-any.whl").write_bytes(b"stale")
+    sdist_hash = hashlib.sha256(b"an sdist").hexdigest()
+    lock = f"python-dateutil==2.8.2 \\\n    --hash=sha256:{sdist_hash}\nsix==1.16.0 \\\n    --hash=sha256:00\n"
+    house = Wheelhouse(tmp_path, HashCache(tmp_path / ".cache.json"))
+    dateutil, six = lock_entries(lock)
+    assert house.find(dateutil) == tmp_path / "python-dateutil-2.8.2.tar.gz"
+    assert house.missing([dateutil, six]) == [six]
