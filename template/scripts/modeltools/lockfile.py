@@ -1,21 +1,28 @@
-"""pip-compile's output: read it, re-pin the models to their build/ files, check it, diff it."""
+"""requirements.txt: read it, turn a resolver's draft into the committed lock, check it, compare two.
+
+The resolver sees each model as `name @ file:///…/build/<wheel>`; the lock
+records it as `name==version` with the hash of that file alone, in a block of
+its own at the end (so an image build can install models with no index).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import re
-import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modeltools.common import canonical_name
-from modeltools.project import included_files
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import Version
 
-# Bump when the post-processing changes, so that older locks are compiled again.
-LOCK_FORMAT = "1"
+from modeltools.wheels import ModelWheel
+
+FORMAT = "2"  # bump when the post-processing changes, so that older locks are compiled again
 DIGEST_PREFIX = "# make lock inputs: sha256:"
-SOURCE_OPTION_RE = re.compile(r"\s*(-i|-f|--index-url|--extra-index-url|--find-links|--trusted-host)\b")
+MODELS_HEADER = "# Models: installed from build/ only, never from a package index (see requirements-model.in)."
+SOURCE_OPTION = re.compile(r"^\s*(-i|-f|--index-url|--extra-index-url|--find-links|--trusted-host)\b")
 
 
 @dataclass
@@ -25,131 +32,148 @@ class LockEntry:
     requirement: str
     hashes: list[str] = field(default_factory=list)
     via: list[str] = field(default_factory=list)
-    options: list[str] = field(default_factory=list)
 
     @property
-    def name(self) -> str:
-        match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.requirement)
-        return canonical_name(match.group(0) if match else self.requirement)
+    def parsed(self) -> Requirement:
+        return Requirement(self.requirement.split(" \\")[0])
+
+    @property
+    def name(self) -> NormalizedName:
+        return canonicalize_name(self.parsed.name)
 
     @property
     def version(self) -> str:
-        match = re.search(r"===?\s*([^\s;,]+)", self.requirement)
-        return match.group(1) if match else ""
+        specifiers = [s for s in self.parsed.specifier if s.operator in ("==", "===")]
+        return specifiers[0].version if specifiers else ""
 
     def render(self) -> str:
-        items = [f"--hash={h}" for h in self.hashes] + self.options
-        lines = [self.requirement + (" \\" if items else "")]
-        lines += [f"    {item}" + (" \\" if i < len(items) - 1 else "") for i, item in enumerate(items)]
+        lines = [self.requirement + (" \\" if self.hashes else "")]
+        lines += [f"    --hash={h}" + (" \\" if i < len(self.hashes) - 1 else "") for i, h in enumerate(self.hashes)]
         if len(self.via) == 1:
             lines.append(f"    # via {self.via[0]}")
         elif self.via:
-            lines += ["    # via"] + [f"    #   {source}" for source in self.via]
+            lines += ["    # via", *(f"    #   {source}" for source in self.via)]
         return "\n".join(lines) + "\n"
 
 
-def parse_lock(text: str) -> list[str | LockEntry]:
-    """The lock as LockEntry items and the comment or blank lines between them, in order."""
-    items: list[str | LockEntry] = []
+@dataclass
+class Lock:
+    header: list[str]
+    entries: list[LockEntry]
+
+    def render(self, digest: str | None = None) -> str:
+        header = [line for line in self.header if not line.startswith(DIGEST_PREFIX)]
+        if digest:
+            header.append(f"{DIGEST_PREFIX}{digest}")
+        models = [e for e in self.entries if "-r requirements-model.in" in e.via]
+        others = [e for e in self.entries if e not in models]
+        text = "\n".join(header) + "\n" + "".join(e.render() for e in others)
+        if models:
+            text += f"\n{MODELS_HEADER}\n" + "".join(e.render() for e in models)
+        return text
+
+    def by_name(self) -> dict[NormalizedName, LockEntry]:
+        return {entry.name: entry for entry in self.entries}
+
+    def version_of(self, name: str) -> Version | None:
+        entry = self.by_name().get(canonicalize_name(name))
+        return Version(entry.version) if entry and entry.version else None
+
+
+def parse(text: str) -> Lock:
+    """The header comments, then each entry with its continuation lines; other comments are dropped."""
+    header: list[str] = []
+    entries: list[LockEntry] = []
     entry: LockEntry | None = None
-    in_via = False
     for line in text.splitlines():
-        if line.startswith((" ", "\t")) and entry is not None:
-            body = line.strip().rstrip("\\").strip()
+        body = line.strip().rstrip("\\").strip()
+        if line[:1] in (" ", "\t") and entry is not None:
             if body.startswith("--hash="):
                 entry.hashes.append(body[len("--hash=") :])
-            elif body == "# via":
-                in_via = True
             elif body.startswith("# via "):
                 entry.via.append(body[len("# via ") :])
-            elif body.startswith("#") and in_via:
+            elif body.startswith("#") and body != "# via":
                 entry.via.append(body.lstrip("#").strip())
-            elif body:
-                entry.options.append(body)
-            continue
-        in_via = False
-        if line and not line.startswith(("#", "-", " ", "\t")):
-            entry = LockEntry(line.rstrip("\\").strip())
-            items.append(entry)
-        else:
-            entry = None
-            items.append(line + "\n")
-    return items
+        elif line and not line.startswith(("#", "-", " ", "\t")):
+            entry = LockEntry(body)
+            entries.append(entry)
+        elif not entries and line.startswith("#"):
+            header.append(line)
+    return Lock(header, entries)
 
 
-def render_lock(items: Iterable[str | LockEntry]) -> str:
-    return "".join(item if isinstance(item, str) else item.render() for item in items)
+def read(path: Path) -> Lock | None:
+    return parse(path.read_text()) if path.is_file() else None
 
 
-def lock_entries(text: str) -> list[LockEntry]:
-    return [item for item in parse_lock(text) if isinstance(item, LockEntry)]
+def finish(draft: str, models: Mapping[NormalizedName, ModelWheel], hashes: Mapping[NormalizedName, str]) -> Lock:
+    """A resolver's draft as the committed lock: models pinned by version and build/ hash, sources tidied."""
+    lock = parse(draft)
+    for entry in lock.entries:
+        entry.via = [_tidy_source(source) for source in entry.via]
+        if entry.name in models:
+            wheel = models[entry.name]
+            entry.requirement = wheel.pin
+            entry.hashes = [f"sha256:{hashes[entry.name]}"]
+            entry.via = ["-r requirements-model.in", *(v for v in entry.via if v != "-r requirements.in")]
+    return lock
 
 
-def locked_versions(lock: Path) -> dict[str, str]:
-    return {e.name: e.version for e in lock_entries(lock.read_text())} if lock.exists() else {}
+def _tidy_source(source: str) -> str:
+    """The resolver ran in build/lock/: name the project's own files, as a user sees them."""
+    return re.sub(r"(-[rc] )(?:\.\./\.\./)+", r"\1", source)
 
 
-def lock_problems(text: str) -> list[str]:
+def problems(lock: Lock, text: str) -> list[str]:
     """What would make a lock unsafe to commit or to install by hash."""
-    problems = []
+    found = []
     for line in text.splitlines():
-        if SOURCE_OPTION_RE.match(line):
-            problems.append(f"it names a package source ({line.split()[0]} ...)")
-        if "file://" in line or re.search(r"://[^/\s]*@", line):
-            problems.append("it holds a local path or a URL with credentials")
-    for entry in lock_entries(text):
+        if SOURCE_OPTION.match(line):
+            found.append(f"it names a package source ({line.split()[0]} …)")
+        if "file:" in line or re.search(r"://[^/\s]*@", line):
+            found.append("it holds a local path or a URL with credentials")
+    for entry in lock.entries:
+        try:
+            pinned = entry.parsed.url is None and bool(entry.version)
+        except InvalidRequirement:
+            pinned = False
+        if not pinned:
+            found.append(f"{entry.requirement} is not pinned with ==")
         if not entry.hashes:
-            problems.append(f"{entry.requirement} has no --hash")
-        if "==" not in entry.requirement or "@" in entry.requirement:
-            problems.append(f"{entry.requirement} is not pinned with ==")
-    return problems
+            found.append(f"{entry.requirement} has no --hash")
+    return found
 
 
-def repin_models(text: str, versions: dict[str, str], hashes: dict[str, str], constraints: str) -> str:
-    """pip-compile's 'name @ file://…/build/…' -> 'name==version' with the build/ file's hash only."""
-    items = parse_lock(text)
-    for item in items:
-        if isinstance(item, str) or item.name not in versions:
-            continue
-        item.requirement = f"{item.name}=={versions[item.name]}"
-        item.hashes = [f"sha256:{hashes[item.name]}"]
-        item.via = [source for source in item.via if constraints not in source]
-    return render_lock(items)
-
-
-def stamp_digest(text: str, digest: str) -> str:
-    """Record the inputs' digest right under pip-compile's header comment."""
-    lines = [line for line in text.splitlines(keepends=True) if not line.startswith(DIGEST_PREFIX)]
-    header_end = next((i for i, line in enumerate(lines) if not line.startswith("#")), len(lines))
-    lines.insert(header_end, f"{DIGEST_PREFIX}{digest}\n")
-    return "".join(lines)
-
-
-def recorded_digest(lock: Path) -> str | None:
-    if not lock.exists():
+def recorded_digest(path: Path) -> str | None:
+    if not path.is_file():
         return None
-    for line in lock.read_text().splitlines():
+    for line in path.read_text().splitlines():
         if line.startswith(DIGEST_PREFIX):
             return line[len(DIGEST_PREFIX) :].strip()
     return None
 
 
-def inputs_digest(requirements: Path, model_hashes: dict[str, str]) -> str:
-    """What the lock depends on: the requirement files, the model wheels, the Python series."""
-    digest = hashlib.sha256(f"format {LOCK_FORMAT} python {sys.version_info[:2]}\n".encode())
-    for path in included_files(requirements):
+def inputs_digest(files: Iterable[Path], model_hashes: Mapping[str, str], python: str) -> str:
+    """What a lock depends on: the requirement files, each model's file, the Python series."""
+    digest = hashlib.sha256(f"format {FORMAT} python {python}\n".encode())
+    for path in files:
         digest.update(f"{path.name}\n".encode() + path.read_bytes())
     for name in sorted(model_hashes):
         digest.update(f"{name} {model_hashes[name]}\n".encode())
     return digest.hexdigest()
 
 
-def describe_changes(old: str, new: str) -> list[str]:
+def changes(old: Lock | None, new: Lock) -> list[str]:
     """'name: old -> new' for every package whose pinned version moved, appeared or left."""
-    before = {e.name: e.version for e in lock_entries(old)}
-    after = {e.name: e.version for e in lock_entries(new)}
+    before = {e.name: e.version for e in old.entries} if old else {}
+    after = {e.name: e.version for e in new.entries}
     return [
         f"  {name}: {before.get(name, '(new)')} -> {after.get(name, '(removed)')}"
         for name in sorted(before.keys() | after.keys())
         if before.get(name) != after.get(name)
     ]
+
+
+def model_lines(text: str) -> str:
+    """The block of model entries (for an image build that installs them with no index)."""
+    return text[text.index(MODELS_HEADER) :] if MODELS_HEADER in text else ""

@@ -1,118 +1,133 @@
-"""Wheel files: metadata read from the wheel itself, and whether a model fits the project."""
+"""Model wheels: what a file is (from its METADATA), safe file names, and whether a model fits spaCy."""
 
 from __future__ import annotations
 
 import re
 import sys
-import zipfile
 from dataclasses import dataclass
-from email.parser import HeaderParser
 from pathlib import Path
 
-from modeltools.common import UserError, canonical_name
-from modeltools.versions import Specifier, minor_series, overlaps, split_requirement
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import InvalidWheelFilename, NormalizedName, canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
+
+from modeltools.errors import UserError
+from modeltools.store import StoreError, wheel_metadata
+
+# spacy-huggingface-hub names its wheels <name>-any-py3-none-any.whl: 'any' where the version belongs.
+HUB_WHEEL = re.compile(r"^(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._]*[A-Za-z0-9])?)-any-py3-none-any\.whl$")
+UNSAFE_NAME = re.compile(r"[/\\\x00-\x1f\x7f]|^\.|\.\.")
 
 
 @dataclass(frozen=True)
-class WheelInfo:
-    path: Path
-    name: str
-    version: str
-    requires: tuple[str, ...]
-    requires_python: str
+class ModelWheel:
+    """A model wheel in build/, described by its own METADATA."""
 
-    @property
-    def key(self) -> str:
-        return canonical_name(self.name)
+    path: Path
+    name: NormalizedName
+    display_name: str
+    version: Version
+    requires: tuple[Requirement, ...]
+    requires_python: SpecifierSet | None
 
     @property
     def pin(self) -> str:
-        return f"{self.name}=={self.version}"
+        return f"{self.display_name}=={self.version}"
 
-    def requirement_on(self, project: str) -> str | None:
-        """This wheel's own requirement on a project (e.g. 'spacy<3.9.0,>=3.8.0'), extras aside."""
+    @property
+    def filename(self) -> str:
+        return wheel_filename(self.display_name, self.version)
+
+    def requirement_on(self, project: str) -> Requirement | None:
+        """This wheel's own requirement on a project (e.g. spacy<3.9.0,>=3.8.0), extras aside."""
+        wanted = canonicalize_name(project)
         for requirement in self.requires:
-            marker = requirement.partition(";")[2]
-            if "extra" in marker:
-                continue
-            name, _ = split_requirement(requirement)
-            if canonical_name(name) == canonical_name(project):
-                return requirement.partition(";")[0].strip()
+            if canonicalize_name(requirement.name) == wanted and "extra" not in str(requirement.marker or ""):
+                return requirement
         return None
 
 
-def read_wheel(path: Path) -> WheelInfo:
-    """Name, version and requirements from the wheel's METADATA, not from its file name."""
+def wheel_filename(name: str, version: Version) -> str:
+    """The PEP 427 name of a pure-Python model wheel: en_core_web_sm-3.8.0-py3-none-any.whl."""
+    return f"{re.sub(r'[-_.]+', '_', name)}-{version}-py3-none-any.whl"
+
+
+def expected_identity(filename: str, where: str) -> tuple[NormalizedName, Version | None]:
+    """What a URL's file name promises: a PEP 427 wheel name, or a Hub wheel whose version is inside.
+
+    Only a plain file name is taken: no separator, no '..', no control character.
+    """
+    if UNSAFE_NAME.search(filename):
+        raise UserError(f"{where}: {filename!r} is not a plain wheel file name (no /, \\, .. or control characters)")
+    hub = HUB_WHEEL.match(filename)
+    if hub:
+        return canonicalize_name(hub.group("name")), None
     try:
-        with zipfile.ZipFile(path) as archive:
-            names = [n for n in archive.namelist() if re.fullmatch(r"[^/]+\.dist-info/METADATA", n)]
-            if len(names) != 1:
-                raise UserError(f"{path} is not a wheel: it has no single *.dist-info/METADATA")
-            text = archive.read(names[0]).decode("utf-8")
-    except (zipfile.BadZipFile, OSError) as error:
-        raise UserError(f"{path} is not a readable wheel ({error}): delete it and run make models again") from error
-    headers = HeaderParser().parsestr(text)
-    name, version = headers.get("Name"), headers.get("Version")
-    if not name or not version:
-        raise UserError(f"{path}: its METADATA has no Name or Version")
-    return WheelInfo(
-        path=path,
-        name=name.strip(),
-        version=version.strip(),
-        requires=tuple(headers.get_all("Requires-Dist") or ()),
-        requires_python=(headers.get("Requires-Python") or "").strip(),
-    )
+        name, version, _, tags = parse_wheel_filename(filename)
+    except InvalidWheelFilename:
+        raise UserError(
+            f"{where}: {filename!r} is not a wheel file name (name-version-python-abi-platform.whl)"
+        ) from None
+    if not any(tag.platform == "any" for tag in tags):
+        raise UserError(f"{where}: {filename} is built for one platform; model wheels are pure Python (…-none-any.whl)")
+    return name, version
 
 
-def wheel_filename_parts(filename: str) -> tuple[str, str]:
-    """('en_core_web_sm', '3.8.0') from 'en_core_web_sm-3.8.0-py3-none-any.whl'."""
-    parts = filename[: -len(".whl")].split("-")
-    if not filename.endswith(".whl") or len(parts) < 5:
-        raise UserError(f"{filename!r} is not a wheel file name (name-version-python-abi-platform.whl)")
-    return parts[0], parts[1]
+def read_model_wheel(path: Path) -> ModelWheel:
+    """Name, version and requirements from the wheel's METADATA, parsed by packaging."""
+    try:
+        metadata = wheel_metadata(path)
+    except StoreError as error:
+        raise UserError(str(error)) from None
+    name, version = (metadata.get("Name") or "").strip(), (metadata.get("Version") or "").strip()
+    try:
+        requires = tuple(Requirement(text) for text in metadata.get_all("Requires-Dist") or ())
+        requires_python = SpecifierSet(metadata["Requires-Python"]) if metadata.get("Requires-Python") else None
+        parsed_version = Version(version)
+    except (InvalidRequirement, InvalidSpecifier, InvalidVersion) as error:
+        raise UserError(f"{path.name}: its METADATA cannot be read ({error}); it is not a usable wheel") from None
+    if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?", name):
+        raise UserError(f"{path.name}: its METADATA names no valid project ({name!r}); it is not a usable wheel")
+    return ModelWheel(path, canonicalize_name(name), name, parsed_version, requires, requires_python)
 
 
-def model_wheels_in(directory: Path) -> dict[str, Path]:
-    """'canonical-name==version' -> wheel, for the wheels directly in build/."""
-    found = {}
-    for path in sorted(directory.glob("*.whl")):
-        name, version = wheel_filename_parts(path.name)
-        found[f"{canonical_name(name)}=={version}"] = path
+def check_identity(wheel: ModelWheel, name: NormalizedName, version: Version | None, where: str) -> None:
+    """The wheel must be the model its URL names (a 'Hub' name promises only the project)."""
+    if wheel.name != name or (version is not None and wheel.version != version):
+        promised = f"{name} {version}" if version else name
+        raise UserError(f"{where}: the file is {wheel.display_name} {wheel.version}, not {promised}; nothing was kept")
+
+
+def check_fits_python(wheel: ModelWheel, where: str) -> None:
+    running = Version(".".join(map(str, sys.version_info[:3])))
+    if wheel.requires_python and not wheel.requires_python.contains(running, prereleases=True):
+        raise UserError(
+            f"{wheel.pin} ({where}) needs Python {wheel.requires_python}, but make runs {running}: "
+            "set PYTHON (in .env) to an interpreter that fits"
+        )
+
+
+def _bounds(specifiers: SpecifierSet) -> list[Version]:
+    """Each version a specifier set names, and one just above it (for '>' clauses)."""
+    found = []
+    for specifier in specifiers:
+        text = specifier.version.removesuffix(".*")
+        try:
+            version = Version(text)
+        except InvalidVersion:
+            continue
+        found += [version, Version(".".join(map(str, (*version.release, 0, 1))))]
     return found
 
 
-@dataclass(frozen=True)
-class SpacyPolicy:
-    """The spaCy releases the project asks for (its requirements.in), to check models against."""
+def spacy_fits(model: SpecifierSet, project: SpecifierSet, locked: Version | None) -> bool:
+    """Whether a model's spaCy requirement admits the spaCy the project installs.
 
-    spec: Specifier | None
-    text: str = ""
-    where: str = ""
-
-    def series(self) -> list[str]:
-        return minor_series(self.spec) if self.spec else []
-
-    def check(self, wheel: WheelInfo, where: str) -> None:
-        requirement = wheel.requirement_on("spacy")
-        if self.spec is None or requirement is None:
-            return
-        _, model_spec = split_requirement(requirement)
-        if not overlaps(model_spec, self.spec):
-            series = self.series()
-            fitting = f" (models for spaCy {series[-1]} are versions {series[-1]}.x)" if series else ""
-            raise UserError(
-                f"{wheel.name} {wheel.version} ({where}) needs {requirement}, but this project uses "
-                f"{self.text} ({self.where}): pick a release of {wheel.name} that fits{fitting}, "
-                f"or change the spaCy version"
-            )
-
-
-def check_fits_python(wheel: WheelInfo, where: str) -> None:
-    if not wheel.requires_python:
-        return
-    running = ".".join(map(str, sys.version_info[:3]))
-    if not Specifier.parse(wheel.requires_python).contains(running):
-        raise UserError(
-            f"{wheel.name} {wheel.version} ({where}) needs Python {wheel.requires_python}, "
-            f"but make runs Python {running}: set PYTHON to an interpreter that fits"
-        )
+    With a lock, that is the locked version; before the first lock, the two
+    ranges must share a version (tried at the bounds each one names).
+    """
+    if locked is not None and project.contains(locked, prereleases=True):
+        return model.contains(locked, prereleases=True)
+    candidates = _bounds(model) + _bounds(project)
+    return any(model.contains(v, prereleases=True) and project.contains(v, prereleases=True) for v in candidates)

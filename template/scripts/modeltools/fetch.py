@@ -1,0 +1,139 @@
+"""Model wheels into build/: kept when present and right, else linked from the machine's store or downloaded once.
+
+Everything is checked before a file gets its name in build/: the #sha256= a
+line gives, the hash requirements.txt locked for that version, and that the
+wheel's own METADATA is the model its URL names. A refused file is deleted.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.utils import NormalizedName, canonicalize_name, parse_wheel_filename
+from packaging.version import Version
+
+from modeltools.errors import UserError
+from modeltools.files import describe_os_error, write_atomic
+from modeltools.inputs import WheelSource
+from modeltools.settings import Settings
+from modeltools.store import StoreError, mask
+from modeltools.wheels import ModelWheel, check_identity, expected_identity, read_model_wheel
+
+HUB_PATH = re.compile(r"^/[^/]+/[^/]+/resolve/(?P<revision>[^/]+)/[^/]+$")
+COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a model's file must hash to, and why (for the message when it does not)."""
+
+    sha256: str
+    reason: str
+    fix: str
+
+
+def wheels_in_build(build: Path) -> dict[tuple[NormalizedName, Version], Path]:
+    """(name, version) -> wheel, for the model wheels directly in build/."""
+    found = {}
+    for path in sorted(build.glob("*.whl")):
+        try:
+            name, version, _, _ = parse_wheel_filename(path.name)
+        except ValueError:
+            continue
+        found[(name, version)] = path
+    return found
+
+
+def expectation(source: WheelSource, locked: dict[NormalizedName, tuple[str, str]], upgrade: bool) -> Expected | None:
+    """The hash a line's file must have: its #sha256=, else the one requirements.txt locked for that version."""
+    if source.sha256:
+        return Expected(source.sha256, f"the #sha256= of {source.where}", "fix the #sha256= or the URL")
+    name, version = expected_identity(source.filename, source.where)
+    pinned = locked.get(name)
+    if pinned and not upgrade and version is not None and pinned[0] == str(version):
+        return Expected(
+            pinned[1],
+            f"requirements.txt, which locked {name}=={version} with another file",
+            "if the new file is the one you want, run make upgrade to lock it",
+        )
+    return None
+
+
+def hub_note(url: str, hub_endpoint: str) -> str | None:
+    """A Hugging Face Hub URL at a moving revision (a branch, not a commit) is not reproducible."""
+    parts, hub = urllib.parse.urlsplit(url), urllib.parse.urlsplit(hub_endpoint)
+    match = HUB_PATH.match(parts.path) if parts.netloc.rpartition("@")[2] == hub.netloc else None
+    if match and not COMMIT.fullmatch(match.group("revision")):
+        return (
+            f"note: {mask(url)} is at the moving revision {match.group('revision')!r}: the first file fetched is "
+            "kept and locked; pin a commit instead of a branch to make it reproducible"
+        )
+    return None
+
+
+def fetch_model(settings: Settings, source: WheelSource, expected: Expected | None) -> ModelWheel:
+    """The wheel of one source in build/, under its PEP 427 name, checked."""
+    name, version = expected_identity(source.filename, source.where)
+    build = settings.paths.build
+    present = wheels_in_build(build).get((name, version)) if version is not None else None
+    if present is None and version is None:
+        known = settings.store.sha256_for_url(source.url)
+        present = next((p for p in build.glob("*.whl") if known and settings.hashes.sha256(p) == known), None)
+    if present is not None:
+        check_hash(settings, present, expected)
+        wheel = read_model_wheel(present)
+        check_identity(wheel, name, version, source.where)
+        return wheel
+    if source.local:
+        return _copy_local(settings, source, name, version, expected)
+    try:
+        fetched = settings.store.fetch(
+            source.url, sha256=expected.sha256 if expected else None, partial_dir=settings.paths.partial,
+            check=lambda path: check_identity(read_model_wheel(path), name, version, source.where),
+            auth=settings.auth, label=source.filename, offline=settings.offline,
+        )  # fmt: skip
+    except StoreError as error:
+        raise UserError(f"{source.where}: {error}") from None
+    wheel = read_model_wheel(fetched.path)
+    target = build / wheel.filename
+    try:
+        settings.store.link(fetched.sha256, target)
+    except OSError as error:
+        raise UserError(describe_os_error(error, build)) from None
+    return read_model_wheel(target)
+
+
+def check_hash(settings: Settings, path: Path, expected: Expected | None) -> None:
+    """A file in build/ that does not hash to what it must is refused, with the command that fixes it."""
+    if expected is None:
+        return
+    actual = settings.hashes.sha256(path)
+    if actual != expected.sha256:
+        raise UserError(
+            f"build/{path.name} does not match {expected.reason} (sha256 {expected.sha256[:12]}… expected, "
+            f"{actual[:12]}… found): it changed after it was fetched. Delete it (rm build/{path.name}) and run "
+            f"make install to fetch it again; {expected.fix}"
+        )
+
+
+def _copy_local(
+    settings: Settings, source: WheelSource, name: NormalizedName, version: Version | None, expected: Expected | None
+) -> ModelWheel:
+    """A wheel given as a file: checked where it is, then copied into build/ (once)."""
+    path = Path(urllib.parse.unquote(urllib.parse.urlsplit(source.url).path))
+    if not path.is_file():
+        raise UserError(f"{source.where}: {path} does not exist: fix the path, or run make package if it is yours")
+    check_hash(settings, path, expected)
+    wheel = read_model_wheel(path)
+    check_identity(wheel, name, version, source.where)
+    target = settings.paths.build / wheel.filename
+    if path.resolve() != target.resolve():
+        write_atomic(target, path.read_bytes())
+    return read_model_wheel(target)
+
+
+def canonical(name: str) -> NormalizedName:
+    return canonicalize_name(name)

@@ -1,0 +1,201 @@
+"""The project's own lists of models, and the check that requirements.in leaves models to them.
+
+A model is whatever the project lists as one, whatever its name looks like:
+a line of requirements-model.in.url (a wheel URL or file), a line of
+requirements-model.in.range (a name and a version range), or a pipeline under
+pipelines/ packaged into build/. Nothing else decides it.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import NormalizedName, canonicalize_name
+
+from modeltools.errors import UserError
+from modeltools.store import mirror_url
+from modeltools.wheels import ModelWheel, expected_identity
+
+INCLUDE = re.compile(r"^\s*(-r|-c|--requirement|--constraint)(?:\s+|=)(\S+)")
+SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class WheelSource:
+    """One line of requirements-model.in.url: where the wheel comes from and what it promises."""
+
+    url: str  # http(s) or file URL, mirror applied; may carry user-info (never printed)
+    sha256: str | None
+    where: str
+
+    @property
+    def filename(self) -> str:
+        return urllib.parse.unquote(urllib.parse.urlsplit(self.url).path.rsplit("/", 1)[-1])
+
+    @property
+    def name(self) -> NormalizedName:
+        return expected_identity(self.filename, self.where)[0]
+
+    @property
+    def local(self) -> bool:
+        return self.url.startswith("file:")
+
+
+@dataclass(frozen=True)
+class RangeSource:
+    """One line of requirements-model.in.range: a model by name and versions."""
+
+    requirement: Requirement
+    where: str
+
+    @property
+    def name(self) -> NormalizedName:
+        return canonicalize_name(self.requirement.name)
+
+
+def strip_comment(line: str) -> str:
+    """A '#' starts a comment at the start of a line or after a space (a URL's #fragment stays)."""
+    return re.split(r"(?:^|\s)#", line, maxsplit=1)[0].strip()
+
+
+def numbered_lines(path: Path) -> Iterator[tuple[str, str]]:
+    """(location, text) of each line that is not blank or a comment."""
+    if not path.is_file():
+        return
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if re.search(r"[\x00-\x08\x0b-\x1f\x7f]", line):
+            raise UserError(f"{path.name}:{number} holds a control character: remove it")
+        text = strip_comment(line)
+        if text:
+            yield f"{path.name}:{number}", text
+
+
+def _location(text: str, base_url: str, root: Path, where: str) -> str:
+    """A URL for a line: absolute URLs as written (a mirror applied), files, or paths under SPACY_MODELS_URL."""
+    scheme = urllib.parse.urlsplit(text).scheme
+    if scheme in ("http", "https"):
+        return mirror_url(text, base_url)
+    if scheme == "file":
+        return text
+    if scheme:
+        raise UserError(f"{where}: {scheme}: URLs are not supported; use http(s)://, file: or a path")
+    if text.startswith(("/", "./", "../")):
+        return (root / text).resolve().as_uri()
+    return f"{base_url}/{text.lstrip('/')}"
+
+
+def read_wheel_sources(path: Path, base_url: str) -> list[WheelSource]:
+    """requirements-model.in.url: one wheel a line, optionally with #sha256=<64 hex digits>."""
+    sources = []
+    for where, text in numbered_lines(path):
+        location, _, fragment = text.partition("#")
+        sha256 = None
+        for item in filter(None, fragment.split("&")):
+            key, _, value = item.partition("=")
+            if key != "sha256" or not SHA256.fullmatch(value):
+                raise UserError(f"{where}: unsupported URL fragment #{item}; write #sha256=<64 lowercase hex digits>")
+            sha256 = value
+        if re.search(r"\s", location):
+            raise UserError(f"{where}: a URL has no spaces; percent-encode them (%20) or fix the line")
+        source = WheelSource(_location(location, base_url, path.parent, where), sha256, where)
+        source.name  # noqa: B018 - the file name must be a plain wheel name, checked now
+        sources.append(source)
+    return sources
+
+
+def read_range_sources(path: Path) -> list[RangeSource]:
+    """requirements-model.in.range: `name<specifiers>[; marker]` a line, e.g. en_core_web_md>=3.8,<3.9."""
+    sources = []
+    for where, text in numbered_lines(path):
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement as error:
+            raise UserError(f"{where}: cannot read {text!r} ({error}); write it as name>=1.0,<2") from None
+        if requirement.url or requirement.extras:
+            raise UserError(f"{where}: a range line is name and versions only; put a wheel URL in the .url file")
+        sources.append(RangeSource(requirement, where))
+    return sources
+
+
+def check_unique(sources: Iterable[WheelSource | RangeSource | ModelWheel]) -> None:
+    """Each model is listed once, in one place."""
+    seen: dict[str, str] = {}
+    for source in sources:
+        where = source.where if not isinstance(source, ModelWheel) else f"pipelines ({source.path.name})"
+        if source.name in seen:
+            raise UserError(f"{where}: {source.name} is already listed at {seen[source.name]}; list each model once")
+        seen[source.name] = where
+
+
+def render_pins(wheels: Iterable[ModelWheel]) -> str:
+    header = (
+        "# Written by `make models` from requirements-model.in.url, requirements-model.in.range\n"
+        "# and pipelines/: edit those, not this file. Exact versions of every model.\n"
+    )
+    return header + "".join(f"{w.pin}\n" for w in sorted(wheels, key=lambda w: w.name))
+
+
+def read_pins(path: Path) -> dict[NormalizedName, str]:
+    """canonical name -> version of each line of requirements-model.in."""
+    pins = {}
+    for where, text in numbered_lines(path):
+        name, sep, version = text.partition("==")
+        if not sep:
+            raise UserError(f"{where}: expected name==version; run make models to write this file again")
+        pins[canonicalize_name(name.strip())] = version.strip()
+    return pins
+
+
+def requirement_files(requirements: Path, skip: Path) -> list[Path]:
+    """requirements.in and every file it pulls in with -r/-c, each once (the model pins aside)."""
+    found: list[Path] = []
+    pending = [requirements]
+    while pending:
+        path = pending.pop(0)
+        if path in found or not path.is_file() or path.resolve() == skip.resolve():
+            continue
+        found.append(path)
+        for line in path.read_text().splitlines():
+            match = INCLUDE.match(line)
+            if match:
+                pending.append(path.parent / match.group(2))
+    return found
+
+
+def check_no_model_by_name(requirements: Path, pins: Path, models: Iterable[NormalizedName]) -> None:
+    """A model named in requirements.in would reach the resolver by name, where any index could serve it."""
+    names = set(models)
+    for path in requirement_files(requirements, skip=pins):
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            text = strip_comment(line)
+            if not text or text.startswith("-"):
+                continue
+            try:
+                name = canonicalize_name(Requirement(text).name)
+            except InvalidRequirement:
+                continue  # pip's to explain
+            if name in names:
+                raise UserError(
+                    f"{path.name}:{number} names {name}, which this project lists as a model: models belong in "
+                    "requirements-model.in.url (a wheel URL) or requirements-model.in.range (name and range) "
+                    "only, so no package index can serve them; remove this line"
+                )
+
+
+def project_spacy(requirements: Path, pins: Path) -> tuple[Requirement, str] | None:
+    """The project's own spaCy requirement (requirements.in or an include) and where it is."""
+    for path in requirement_files(requirements, skip=pins):
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            text = strip_comment(line)
+            try:
+                requirement = Requirement(text) if text and not text.startswith("-") else None
+            except InvalidRequirement:
+                continue
+            if requirement and canonicalize_name(requirement.name) == "spacy":
+                return requirement, f"{path.name}:{number}"
+    return None

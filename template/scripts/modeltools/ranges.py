@@ -1,0 +1,90 @@
+"""Models given by name and range: the release to use, chosen from the links page.
+
+The lock's version is kept while it is in range (reproducible), until make
+upgrade; otherwise the newest release in range whose own spaCy requirement
+fits the project. Version order, pre-releases and markers are packaging's.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Callable
+
+from packaging.utils import NormalizedName
+from packaging.version import Version
+
+from modeltools.errors import UserError
+from modeltools.fetch import Expected, fetch_model
+from modeltools.inputs import RangeSource, WheelSource
+from modeltools.releases import ModelLink
+from modeltools.settings import Settings
+from modeltools.store import mirror_url
+from modeltools.wheels import ModelWheel
+
+MAX_TRIES = 3  # releases in range tried, newest first, before giving up on a model that does not fit
+
+
+def candidates(source: RangeSource, links: list[ModelLink]) -> list[tuple[Version, ModelLink]]:
+    """The releases of this model in range, newest first (pre-releases as packaging allows them)."""
+    releases = {}
+    for link in links:
+        identity = link.identity()
+        if identity and identity[0] == source.name:
+            releases[identity[1]] = link
+    allowed = set(source.requirement.specifier.filter(releases))
+    return sorted(((v, releases[v]) for v in allowed), key=lambda item: item[0], reverse=True)
+
+
+def source_for(settings: Settings, link: ModelLink, where: str) -> WheelSource:
+    """Where to fetch a links-page wheel: through the mirror, with the team index's credentials if it is there."""
+    url = mirror_url(link.url, settings.models_url)
+    index = urllib.parse.urlsplit(settings.models_index)
+    parts = urllib.parse.urlsplit(url)
+    if index.username and (parts.scheme, parts.netloc) == (index.scheme, index.netloc.rpartition("@")[2]):
+        url = urllib.parse.urlunsplit(parts._replace(netloc=index.netloc))
+    return WheelSource(url, link.sha256, f"{where} ({link.filename})")
+
+
+def resolve_range(
+    settings: Settings,
+    source: RangeSource,
+    links: list[ModelLink],
+    locked: dict[NormalizedName, tuple[str, str]],
+    upgrade: bool,
+    misfit: Callable[[ModelWheel], str | None],
+) -> ModelWheel | None:
+    """The wheel of a ranged model in build/ (None when its marker excludes this machine)."""
+    requirement = source.requirement
+    if requirement.marker is not None and not requirement.marker.evaluate():
+        return None
+    found = candidates(source, links)
+    if not found:
+        known = sorted({str(i[1]) for link in links if (i := link.identity()) and i[0] == source.name})
+        where_from = "SPACY_MODELS_INDEX" if settings.models_index else "SPACY_MODELS_API"
+        if not known:
+            raise UserError(
+                f"{source.where}: {source.name} is not on the links page ({settings.paths.links}): check the name, "
+                f"point {where_from} at where it is published, or run make links to refresh the list"
+            )
+        raise UserError(
+            f"{source.where}: no release of {source.name} is in {requirement.specifier} "
+            f"(there are {', '.join(known)}): widen the range"
+        )
+    pinned = locked.get(source.name)
+    if pinned and not upgrade:
+        for version, link in found:
+            if str(version) == pinned[0]:
+                expected = Expected(pinned[1], "requirements.txt", "run make upgrade to lock a new file")
+                return fetch_model(settings, source_for(settings, link, source.where), expected)
+    refused = []
+    for _, link in found[:MAX_TRIES]:
+        wheel = fetch_model(settings, source_for(settings, link, source.where), None)
+        reason = misfit(wheel)
+        if reason is None:
+            return wheel
+        print(f"models: skipped {wheel.pin}: {reason}", flush=True)
+        refused.append(f"{wheel.pin} ({reason})")
+    raise UserError(
+        f"{source.where}: {requirement} allows {', '.join(str(v) for v, _ in found)}, but none of the newest "
+        f"fits: {'; '.join(refused)}. Narrow the range to releases built for the project's spaCy, or change spaCy"
+    )

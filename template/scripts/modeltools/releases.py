@@ -1,0 +1,261 @@
+"""Where ranged models are looked up: GitHub's releases API, or a team's package index, as one links page.
+
+`make links` writes build/spacy_model_links.html, a find-links page of every
+model wheel with its #sha256 (from the asset's digest), in a stable order,
+rewritten only when it changes. The API is read page by page (Link:
+rel="next"), each page with the ETag of the last answer (a 304 costs no rate
+limit), at most MAX_PAGES pages and never the same page twice. Every answer is
+checked for the shape it must have: a hostile or broken API ends in one line.
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+import json
+import re
+import time
+import urllib.error
+import urllib.parse
+from collections.abc import Iterable
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+
+from packaging.utils import InvalidWheelFilename, NormalizedName, canonicalize_name, parse_wheel_filename
+from packaging.version import Version
+
+from modeltools.errors import UserError
+from modeltools.files import write_if_changed
+from modeltools.settings import Settings
+from modeltools.store import StoreError, mask, open_url
+
+MAX_PAGES = 100  # 10,000 releases; spacy-models has under 1,000
+SHA256_DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
+
+
+@dataclass(frozen=True)
+class ModelLink:
+    """One model wheel of the links page."""
+
+    filename: str
+    url: str
+    sha256: str | None
+
+    @property
+    def href(self) -> str:
+        return f"{self.url}#sha256={self.sha256}" if self.sha256 else self.url
+
+    def identity(self) -> tuple[NormalizedName, Version] | None:
+        try:
+            name, version, _, _ = parse_wheel_filename(self.filename)
+        except InvalidWheelFilename:
+            return None
+        return name, version
+
+
+def _http_url(value: object) -> str | None:
+    return value if isinstance(value, str) and urllib.parse.urlsplit(value).scheme in ("http", "https") else None
+
+
+def next_page(link_header: str | None) -> str | None:
+    for part in (link_header or "").split(","):
+        match = re.search(r'<([^>]+)>\s*;\s*rel="?next"?', part)
+        if match:
+            return match.group(1)
+    return None
+
+
+def api_error(url: str, error: BaseException, token_sent: bool) -> UserError:
+    where = mask(url)
+    if isinstance(error, urllib.error.HTTPError):
+        headers = error.headers
+        if error.code in (403, 429) and headers.get("x-ratelimit-remaining") == "0":
+            reset, limit = headers.get("x-ratelimit-reset", ""), headers.get("x-ratelimit-limit", "60")
+            when = "in a while"
+            if reset.isdigit():
+                at = datetime.datetime.fromtimestamp(int(reset), tz=datetime.timezone.utc)
+                when = f"at {at:%Y-%m-%d %H:%M} UTC (in {max(0, round((int(reset) - time.time()) / 60))} min)"
+            return UserError(
+                f"GitHub's API rate limit ({limit} requests an hour) is used up for {where}; it resets {when}. "
+                "Set GITHUB_TOKEN in .env (a token with no scopes will do) to raise the limit to 5000 an hour"
+            )
+        if error.code == 401 and token_sent:
+            return UserError(
+                f"the releases API refused GITHUB_TOKEN (HTTP 401 from {where}): fix it in .env, or unset it"
+            )
+        advice = "try again later" if error.code >= 500 else "check SPACY_MODELS_API"
+        return UserError(f"the releases API failed: HTTP {error.code} {error.reason} from {where}; {advice}")
+    if isinstance(error, StoreError):
+        return UserError(f"the releases API failed: {error}")
+    reason = getattr(error, "reason", error)
+    return UserError(f"the releases API failed: cannot reach {where} ({reason}); check the network or SPACY_MODELS_API")
+
+
+def assets_of(releases: object, url: str) -> list[list]:
+    """[filename, download URL, sha256] of each well-formed .whl asset of one API page."""
+    if not isinstance(releases, list):
+        kind = type(releases).__name__
+        detail = f": {str(releases.get('message'))[:80]!r}" if isinstance(releases, dict) else ""
+        raise UserError(f"the releases API answered {mask(url)} with a JSON {kind}, not a list of releases{detail}")
+    found = []
+    for release in releases:
+        assets = release.get("assets") if isinstance(release, dict) else None
+        for asset in assets if isinstance(assets, list) else []:
+            if not isinstance(asset, dict):
+                continue
+            name, link = asset.get("name"), _http_url(asset.get("browser_download_url"))
+            if not isinstance(name, str) or not name.endswith(".whl") or link is None:
+                continue
+            digest = SHA256_DIGEST.fullmatch(str(asset.get("digest") or ""))
+            found.append([name, link, digest.group(1) if digest else None])
+    return found
+
+
+class ReleasesClient:
+    """Reads every page of {api}/releases, reusing the pages the server says are unchanged."""
+
+    def __init__(self, settings: Settings, cache_file: Path) -> None:
+        self.settings = settings
+        self.api = settings.models_api
+        self.origin = urllib.parse.urlsplit(self.api)[:2]
+        self.cache_file = cache_file
+        try:
+            cached = json.loads(cache_file.read_text())
+        except (OSError, ValueError):
+            cached = {}
+        pages = cached.get("pages") if isinstance(cached, dict) and cached.get("api") == mask(self.api) else None
+        self.pages: dict[str, dict] = pages if isinstance(pages, dict) else {}
+        self.fresh_pages = self.unchanged_pages = 0
+
+    def fetch_page(self, url: str) -> dict:
+        headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
+        cached = self.pages.get(mask(url))
+        if cached and cached.get("etag"):
+            headers["If-None-Match"] = cached["etag"]
+        try:
+            with open_url(url, auth=self.settings.auth, headers=headers, timeout=60) as response:
+                body = json.loads(response.read(50_000_000))
+                page = {
+                    "etag": response.headers.get("ETag"),
+                    "next": next_page(response.headers.get("Link")),
+                    "assets": assets_of(body, url),
+                }
+        except urllib.error.HTTPError as error:
+            if error.code == 304 and cached:
+                self.unchanged_pages += 1
+                return cached
+            raise api_error(url, error, bool(self.settings.get("GITHUB_TOKEN"))) from None
+        except ValueError:
+            raise UserError(f"the releases API answered {mask(url)} with something that is not JSON") from None
+        except (urllib.error.URLError, OSError, StoreError) as error:
+            raise api_error(url, error, False) from None
+        self.fresh_pages += 1
+        return page
+
+    def links(self) -> list[ModelLink]:
+        url: str | None = f"{self.api}/releases?per_page=100"
+        seen: dict[str, dict] = {}
+        while url:
+            if mask(url) in seen:
+                raise UserError(f"the releases API's pages loop back to {mask(url)}: check SPACY_MODELS_API")
+            if len(seen) == MAX_PAGES:
+                raise UserError(
+                    f"the releases API has more than {MAX_PAGES} pages (Link: rel=next never ends): stopped there; "
+                    "check SPACY_MODELS_API"
+                )
+            if urllib.parse.urlsplit(url)[:2] != self.origin:
+                raise UserError(f"the releases API's next page {mask(url)} is on another host: not followed")
+            seen[mask(url)] = self.fetch_page(url)
+            url = seen[mask(url)]["next"]
+        self.pages = seen
+        write_if_changed(self.cache_file, json.dumps({"api": mask(self.api), "pages": seen}, indent=1) + "\n")
+        return [ModelLink(*asset) for page in seen.values() for asset in page["assets"]]
+
+
+class _Anchors(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self.hrefs += [value for key, value in attrs if key == "href" and value]
+
+
+def links_in_page(text: str, base: str) -> list[ModelLink]:
+    """The .whl links of an HTML page (a links page, or a PEP 503 project page), absolute."""
+    parser = _Anchors()
+    parser.feed(text)
+    links = []
+    for href in parser.hrefs:
+        url, _, fragment = urllib.parse.urljoin(base, href).partition("#")
+        filename = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
+        digest = re.fullmatch(r"sha256=([0-9a-f]{64})", fragment)
+        if filename.endswith(".whl") and _http_url(url):
+            links.append(ModelLink(filename, url, digest.group(1) if digest else None))
+    return links
+
+
+def index_links(settings: Settings, names: Iterable[str]) -> list[ModelLink]:
+    """The wheels a team's PEP 503 index (SPACY_MODELS_INDEX) offers for these models."""
+    links = []
+    for name in sorted(set(map(canonicalize_name, names))):
+        url = f"{settings.models_index}/{name}/"
+        try:
+            with open_url(url, auth=settings.auth, timeout=60) as response:
+                page = response.read(20_000_000).decode("utf-8", errors="replace")
+        except urllib.error.HTTPError as error:
+            if error.code == 404:
+                continue
+            raise UserError(
+                f"the team index failed: HTTP {error.code} from {mask(url)}: check SPACY_MODELS_INDEX"
+            ) from None
+        except (urllib.error.URLError, OSError, StoreError) as error:
+            raise UserError(
+                f"the team index failed: cannot reach {mask(url)} ({error}): check SPACY_MODELS_INDEX"
+            ) from None
+        links += [
+            ModelLink(link.filename, _without_userinfo(link.url), link.sha256) for link in links_in_page(page, url)
+        ]
+    return links
+
+
+def _without_userinfo(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def render_page(links: Iterable[ModelLink]) -> str:
+    def order(link: ModelLink) -> tuple:
+        name, version = link.identity() or (canonicalize_name(link.filename), Version("0"))
+        return name, version, link.filename
+
+    ordered = sorted({link.filename: link for link in links}.values(), key=order)
+    lines = [
+        "<!DOCTYPE html>",
+        '<html><head><meta name="generator" content="make links"><title>spaCy model wheels</title></head><body>',
+        *(f'<a href="{html.escape(link.href)}">{html.escape(link.filename)}</a><br/>' for link in ordered),
+        "</body></html>",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_links(settings: Settings, model_names: Iterable[str]) -> list[ModelLink]:
+    """build/spacy_model_links.html from the team index (SPACY_MODELS_INDEX) or the releases API."""
+    output = settings.paths.links
+    if settings.models_index:
+        links = index_links(settings, model_names)
+        source = f"the team index {mask(settings.models_index)}"
+    else:
+        client = ReleasesClient(settings, output.with_suffix(".json"))
+        links = client.links()
+        pages = client.fresh_pages + client.unchanged_pages
+        source = f"{pages} API pages ({client.unchanged_pages} unchanged since the last run)"
+    state = "updated" if write_if_changed(output, render_page(links)) else "unchanged"
+    print(f"links: {len(links)} model wheels from {source} -> {output} ({state})", flush=True)
+    return links
+
+
+def read_links(path: Path) -> list[ModelLink]:
+    return links_in_page(path.read_text(), path.resolve().as_uri()) if path.is_file() else []

@@ -1,0 +1,103 @@
+"""Secrets from .env: which are required, whether a private source accepts them, where they leak.
+
+make includes .env and exports its variables, so values reach these steps
+already expanded (PIP_FIND_LINKS=https://$(PRODIGY_KEY)@…). Nothing here
+prints a value: messages name the variable and the host only.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import urllib.error
+import urllib.parse
+from collections.abc import Iterable
+from pathlib import Path
+
+from modeltools import envfile
+from modeltools.errors import UserError
+from modeltools.settings import Settings
+from modeltools.store import StoreError, mask, open_url
+
+SOURCE_VARIABLES = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "UV_INDEX_URL", "UV_EXTRA_INDEX_URL",
+                    "UV_FIND_LINKS", "UV_INDEX", "UV_DEFAULT_INDEX")  # fmt: skip
+
+
+def require_variables(settings: Settings) -> None:
+    """Stop before any resolver when a variable a private package needs is missing or empty."""
+    env_file = settings.paths.env_file
+    for name in settings.get("REQUIRED_ENV").split():
+        if settings.get(name):
+            continue
+        if not env_file.exists():
+            raise UserError(
+                f"{env_file.name} is missing, and {name} must be set for a private package: "
+                f"cp .env.example .env && chmod 600 .env, then set {name} in it"
+            )
+        raise UserError(f"{name} is empty: set it in .env (see .env.example); a private package needs it")
+
+
+def check_private_sources(settings: Settings) -> None:
+    """Ask each package source that carries credentials once, so that a refused key is named early."""
+    secrets = envfile.secret_values(settings.env_values)
+    for variable in SOURCE_VARIABLES:
+        for url in settings.get(variable).split():
+            parts = urllib.parse.urlsplit(url)
+            if parts.scheme in ("http", "https") and "@" in parts.netloc:
+                names = [name for name, value in secrets if value in url]
+                _probe(variable, url, names)
+
+
+def _probe(variable: str, url: str, names: list[str]) -> None:
+    host = urllib.parse.urlsplit(url).hostname
+    check = " and ".join(dict.fromkeys([*names, variable]))
+    try:
+        with open_url(url, timeout=30):
+            return
+    except urllib.error.HTTPError as error:
+        if error.code in (401, 403):
+            raise UserError(
+                f"{host} refused the credentials in {variable} (HTTP {error.code} from {mask(url)}): "
+                f"check {check} in .env"
+            ) from None
+    except (urllib.error.URLError, OSError, StoreError) as error:
+        reason = getattr(error, "reason", error)
+        raise UserError(f"cannot reach {mask(url)}, the package source in {variable} ({mask(str(reason))})") from None
+
+
+def tracked_files(project: Path) -> list[Path]:
+    result = subprocess.run(["git", "ls-files", "-z"], cwd=project, capture_output=True, text=True, check=False)
+    if result.returncode == 0:
+        return [project / name for name in result.stdout.split("\0") if name]
+    skip = {".git", ".venv", "build", "node_modules"}
+    return [p for p in project.rglob("*") if p.is_file() and not skip & set(p.relative_to(project).parts)]
+
+
+def find_leaks(settings: Settings, extra: Iterable[Path]) -> list[str]:
+    """'file:line holds the value of NAME' for each secret of .env found in a committed file."""
+    secrets = envfile.secret_values(settings.env_values)
+    if not secrets:
+        return []
+    project = settings.paths.root.resolve()
+    env_file = settings.paths.env_file.resolve()
+    leaks = []
+    for path in dict.fromkeys(p.resolve() for p in [*tracked_files(project), *extra]):
+        if path == env_file or not path.is_file():
+            continue
+        try:
+            lines = path.read_text().splitlines()
+        except (UnicodeDecodeError, OSError):
+            continue
+        where = path.relative_to(project) if path.is_relative_to(project) else path
+        for number, line in enumerate(lines, start=1):
+            leaks += [f"{where}:{number} holds the value of {name}" for name, value in secrets if value in line]
+    return leaks
+
+
+def check_no_leaks(settings: Settings, extra: Iterable[Path] = ()) -> None:
+    paths = settings.paths
+    leaks = find_leaks(settings, [paths.lock, paths.answers, *extra])
+    if leaks:
+        raise UserError(
+            "a secret from .env is in a file git tracks (or in requirements.txt): " + "; ".join(leaks) + ". "
+            "Remove it from there, rotate it, and keep it in .env only"
+        )

@@ -1,0 +1,172 @@
+"""Where the project keeps each file, and the settings make exports (never passed on a command line).
+
+The Makefile exports its settings and .env's variables; reading them from the
+environment keeps a credential in SPACY_MODELS_URL out of make's echoed commands.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from modeltools import envfile
+from modeltools.errors import Redactor, UserError
+from modeltools.files import HashCache
+from modeltools.store import Auth, ModelStore, default_cache_dir
+
+GITHUB_RELEASES = "https://github.com/explosion/spacy-models/releases/download"
+GITHUB_API = "https://api.github.com/repos/explosion/spacy-models"
+INSTALLERS = ("pip-tools", "uv")
+TRUE = ("1", "yes", "true", "on")
+
+
+@dataclass(frozen=True)
+class Paths:
+    """The project's files; the defaults are the Makefile's."""
+
+    root: Path = Path()
+
+    @property
+    def urls(self) -> Path:
+        return self.root / "requirements-model.in.url"
+
+    @property
+    def ranges(self) -> Path:
+        return self.root / "requirements-model.in.range"
+
+    @property
+    def pins(self) -> Path:
+        return self.root / "requirements-model.in"
+
+    @property
+    def requirements(self) -> Path:
+        return self.root / "requirements.in"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / "requirements.txt"
+
+    @property
+    def env_file(self) -> Path:
+        return self.root / ".env"
+
+    @property
+    def answers(self) -> Path:
+        return self.root / ".copier-answers.yml"
+
+    @property
+    def pipelines(self) -> Path:
+        return self.root / "pipelines"
+
+    @property
+    def build(self) -> Path:
+        return self.root / "build"
+
+    @property
+    def wheels(self) -> Path:
+        return self.build / "wheels"
+
+    @property
+    def links(self) -> Path:
+        return self.build / "spacy_model_links.html"
+
+    @property
+    def work(self) -> Path:
+        """Scratch space of the lock step (resolver inputs and drafts)."""
+        return self.build / "lock"
+
+    @property
+    def partial(self) -> Path:
+        """Downloads in progress, resumed by the next run; make clean removes them."""
+        return self.build / ".partial"
+
+
+@dataclass
+class Settings:
+    """What one run of the helper works with."""
+
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    paths: Paths = field(default_factory=Paths)
+
+    def get(self, name: str, default: str = "") -> str:
+        return self.environ.get(name, "").strip() or default
+
+    @property
+    def offline(self) -> bool:
+        return self.get("OFFLINE").lower() in TRUE
+
+    @property
+    def verbose(self) -> bool:
+        return self.get("VERBOSE").lower() in TRUE
+
+    @property
+    def installer(self) -> str:
+        installer = self.get("INSTALLER", "pip-tools")
+        if installer not in INSTALLERS:
+            raise UserError(f"INSTALLER={installer} is not one of {', '.join(INSTALLERS)}: set it to pip-tools or uv")
+        return installer
+
+    @property
+    def models_url(self) -> str:
+        return self.get("SPACY_MODELS_URL", GITHUB_RELEASES).rstrip("/")
+
+    @property
+    def models_api(self) -> str:
+        return self.get("SPACY_MODELS_API", GITHUB_API).rstrip("/")
+
+    @property
+    def models_index(self) -> str:
+        """A team's PEP 503 index to take ranged models from, instead of the releases API."""
+        return self.get("SPACY_MODELS_INDEX").rstrip("/")
+
+    @property
+    def python_version(self) -> str:
+        return self.get("PYTHON_VERSION")
+
+    @property
+    def venv(self) -> Path:
+        return self.paths.root / self.get("VENV", ".venv")
+
+    @property
+    def tools(self) -> Path:
+        return self.paths.root / self.get("TOOLS", "build/tools")
+
+    def tool(self, name: str) -> str:
+        """A program of the tools venv (python, uv), as an absolute path: steps run tools in other folders."""
+        return str((self.tools / "bin" / name).absolute())  # not resolve(): a venv python is a symlink
+
+    @property
+    def package(self) -> str:
+        return self.get("PACKAGE")
+
+    @property
+    def manifest(self) -> Path | None:
+        """The runtime self-install's pins (src/<package>/models.lock.json), when the project uses it."""
+        value = self.get("MODELS_MANIFEST")
+        return self.paths.root / value if value else None
+
+    @cached_property
+    def env_values(self) -> dict[str, str]:
+        """.env's variables as make gives them, after checking that make reads each as written."""
+        return envfile.read(self.paths.env_file, self.environ)
+
+    @cached_property
+    def redact(self) -> Redactor:
+        return Redactor(value for _, value in envfile.secret_values(self.env_values))
+
+    @cached_property
+    def auth(self) -> Auth:
+        """Credentials by origin: GITHUB_TOKEN for the releases API only, HF_TOKEN for the Hub only."""
+        token = self.get("GITHUB_TOKEN")
+        return Auth.from_env(self.environ, extra={self.models_api: token} if token else None)
+
+    @cached_property
+    def store(self) -> ModelStore:
+        return ModelStore(default_cache_dir(self.environ))
+
+    @cached_property
+    def hashes(self) -> HashCache:
+        return HashCache(self.paths.build / ".sha256-cache.json")

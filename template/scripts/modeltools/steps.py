@@ -1,0 +1,293 @@
+"""The Makefile's steps, one function a verb; each takes the project lock and is a no-op when nothing changed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.utils import NormalizedName
+
+from modeltools import image, lockfile, pipelines, releases, secrets, venv, wheelhouse
+from modeltools.errors import UserError
+from modeltools.fetch import expectation, fetch_model, hub_note
+from modeltools.files import project_lock, touch, write_if_changed
+from modeltools.inputs import (
+    check_no_model_by_name,
+    check_unique,
+    project_spacy,
+    read_range_sources,
+    read_wheel_sources,
+    render_pins,
+    requirement_files,
+)
+from modeltools.ranges import resolve_range
+from modeltools.resolve import compile_lock
+from modeltools.settings import Settings
+from modeltools.store import mask
+from modeltools.wheels import ModelWheel, check_fits_python, spacy_fits
+
+
+@dataclass(frozen=True)
+class Model:
+    """A model of the project: its wheel in build/, where it comes from, and where it is listed."""
+
+    wheel: ModelWheel
+    url: str | None
+    where: str
+
+
+class SpacyCheck:
+    """Whether a model's own spaCy requirement fits the spaCy the project installs."""
+
+    def __init__(self, settings: Settings, lock: lockfile.Lock | None) -> None:
+        found = project_spacy(settings.paths.requirements, settings.paths.pins)
+        self.project = found[0] if found else None
+        self.where = found[1] if found else ""
+        self.locked = lock.version_of("spacy") if lock else None
+
+    def misfit(self, wheel: ModelWheel) -> str | None:
+        needs = wheel.requirement_on("spacy")
+        if needs is None or self.project is None:
+            return None
+        if spacy_fits(needs.specifier, self.project.specifier, self.locked):
+            return None
+        locked = f", locked at {self.locked}" if self.locked and self.project.specifier.contains(self.locked) else ""
+        return f"needs {needs}, but this project uses {self.project} ({self.where}{locked})"
+
+    def check(self, wheel: ModelWheel, where: str) -> None:
+        reason = self.misfit(wheel)
+        if reason:
+            raise UserError(
+                f"{wheel.pin} ({where}) {reason}: pick a release of {wheel.display_name} built for that spaCy, "
+                "or change the spaCy version; nothing was installed"
+            )
+
+
+def locked_hashes(lock: lockfile.Lock | None) -> dict[NormalizedName, tuple[str, str]]:
+    """name -> (version, sha256) of each locked package with a single hash (the models)."""
+    found = {}
+    for entry in lock.entries if lock else []:
+        if len(entry.hashes) == 1 and entry.hashes[0].startswith("sha256:"):
+            found[entry.name] = (entry.version, entry.hashes[0].removeprefix("sha256:"))
+    return found
+
+
+def links_page(settings: Settings, names: list[str], refresh: bool) -> list[releases.ModelLink]:
+    page = settings.paths.links
+    if settings.offline and not page.exists():
+        raise UserError(f"OFFLINE=1, but {page} is missing: run make links once with network access")
+    if (refresh or not page.exists()) and not settings.offline:
+        return releases.write_links(settings, names)
+    return releases.read_links(page)
+
+
+def collect_models(settings: Settings, upgrade: bool = False) -> list[Model]:
+    """Every model of the project in build/, each checked; writes requirements-model.in when it changes."""
+    paths = settings.paths
+    lock = None if upgrade else lockfile.read(paths.lock)
+    locked = locked_hashes(lock)
+    wheel_sources = read_wheel_sources(paths.urls, settings.models_url)
+    range_sources = read_range_sources(paths.ranges)
+    packaged = pipelines.packaged(settings)
+    check_unique([*wheel_sources, *range_sources, *packaged])
+    spacy = SpacyCheck(settings, lock)
+    models = []
+    for source in wheel_sources:
+        note = hub_note(source.url, settings.get("HF_ENDPOINT", "https://huggingface.co"))
+        if note:
+            print(f"models: {note}", flush=True)
+        wheel = fetch_model(settings, source, expectation(source, locked, upgrade))
+        models.append(Model(wheel, None if source.local else source.url, source.where))
+    if range_sources:
+        links = links_page(settings, [s.requirement.name for s in range_sources], refresh=upgrade)
+        for source in range_sources:
+            wheel = resolve_range(settings, source, links, locked, upgrade, spacy.misfit)
+            if wheel is not None:
+                link = next((x for x in links if x.filename == wheel.path.name), None)
+                models.append(Model(wheel, link.url if link else None, source.where))
+    models += [Model(wheel, None, f"pipelines/ ({wheel.path.name})") for wheel in packaged]
+    for model in models:
+        spacy.check(model.wheel, model.where)
+        check_fits_python(model.wheel, model.where)
+    check_no_model_by_name(paths.requirements, paths.pins, [m.wheel.name for m in models])
+    if write_if_changed(paths.pins, render_pins(m.wheel for m in models)):
+        print(f"models: wrote {paths.pins.name}", flush=True)
+    settings.hashes.save()
+    return models
+
+
+def models(settings: Settings) -> None:
+    with project_lock(settings.paths.build):
+        found = collect_models(settings)
+        touch(settings.paths.pins)  # make's target: up to date, even when its content did not change
+    size = sum(m.wheel.path.stat().st_size for m in found) / 1e6
+    print(f"models: {len(found)} model wheels in build/ ({size:.1f} MB), each checked", flush=True)
+
+
+def links(settings: Settings) -> None:
+    with project_lock(settings.paths.build):
+        releases.write_links(settings, [s.requirement.name for s in read_range_sources(settings.paths.ranges)])
+
+
+def check_models(settings: Settings) -> None:
+    with project_lock(settings.paths.build):
+        found = collect_models(settings)
+    spacy = SpacyCheck(settings, lockfile.read(settings.paths.lock))
+    for model in found:
+        needs = model.wheel.requirement_on("spacy")
+        print(f"check-models: {model.wheel.pin} needs {needs or 'any spaCy'}: fits {spacy.project or 'spaCy'}")
+
+
+def lock(settings: Settings, upgrade: bool = False) -> None:
+    with project_lock(settings.paths.build):
+        _lock(settings, upgrade)
+
+
+def _lock(settings: Settings, upgrade: bool) -> None:
+    paths = settings.paths
+    previous = lockfile.read(paths.lock)
+    found = collect_models(settings, upgrade)
+    by_name = {m.wheel.name: m.wheel for m in found}
+    hashes = {name: settings.hashes.sha256(wheel.path) for name, wheel in by_name.items()}
+    settings.hashes.save()
+    files = requirement_files(paths.requirements, skip=paths.pins)
+    digest = lockfile.inputs_digest(files, hashes, settings.python_version)
+    if not upgrade and lockfile.recorded_digest(paths.lock) == digest:
+        secrets.check_no_leaks(settings)
+        write_manifest(settings, found, previous)
+        touch(paths.lock)
+        print(f"lock: {paths.lock.name} already matches its inputs; nothing to resolve", flush=True)
+        return
+    if settings.offline:
+        raise UserError(
+            f"OFFLINE=1, but {paths.lock.name} does not match its inputs: run make lock with network access"
+        )
+    secrets.require_variables(settings)
+    secrets.check_private_sources(settings)
+    draft = compile_lock(settings, by_name, upgrade=upgrade, previous=paths.lock, work=paths.work)
+    new = lockfile.finish(draft, by_name, hashes)
+    text = new.render(digest)
+    problems = lockfile.problems(new, text)
+    draft_file = paths.work / "requirements.txt"
+    draft_file.write_text(text)
+    problems += secrets.find_leaks(settings, [draft_file])
+    if problems:
+        raise UserError(f"the compiled lock is unsafe, so {paths.lock.name} was kept as it was: " + "; ".join(problems))
+    spacy = SpacyCheck(settings, new)
+    for model in found:
+        spacy.check(model.wheel, model.where)
+    write_if_changed(paths.lock, text)
+    touch(paths.lock)
+    write_manifest(settings, found, new)
+    moved = lockfile.changes(previous, new)
+    if previous is None:
+        print(f"lock: wrote {paths.lock.name}: {len(new.entries)} packages, each pinned with its hashes", flush=True)
+    else:
+        print(f"lock: {paths.lock.name}: " + ("\n" + "\n".join(moved) if moved else "no version changed"), flush=True)
+
+
+def upgrade(settings: Settings) -> None:
+    lock(settings, upgrade=True)
+
+
+def write_manifest(settings: Settings, found: list[Model], lock: lockfile.Lock | None) -> None:
+    """src/<package>/models.lock.json: the runtime self-install's pins (only when the project uses it)."""
+    path = settings.manifest
+    if path is None:
+        return
+    models = []
+    for model in sorted(found, key=lambda m: m.wheel.name):
+        needs = model.wheel.requirement_on("spacy")
+        models.append({
+            "name": model.wheel.display_name, "version": str(model.wheel.version), "filename": model.wheel.filename,
+            "sha256": settings.hashes.sha256(model.wheel.path), "url": mask(model.url) if model.url else None,
+            "requires_spacy": str(needs.specifier) if needs else None,
+        })  # fmt: skip
+    spacy = lock.version_of("spacy") if lock else None
+    manifest = {"format": 1, "spacy": str(spacy) if spacy else None, "models": models}
+    write_if_changed(path, json.dumps(manifest, indent=2) + "\n")
+
+
+def require_lock(settings: Settings) -> tuple[lockfile.Lock, str]:
+    path = settings.paths.lock
+    if not path.is_file():
+        raise UserError(f"{path.name} is missing: run make lock")
+    text = path.read_text()
+    return lockfile.parse(text), text
+
+
+def model_files(settings: Settings, lock: lockfile.Lock) -> dict[str, Path]:
+    """The model wheels of build/ the lock names, each verified against the lock's hash."""
+    found = collect_models(settings)
+    pinned = {e.name for e in lock.entries}
+    return {m.wheel.name: m.wheel.path for m in found if m.wheel.name in pinned}
+
+
+def wheelhouse_step(settings: Settings) -> None:
+    with project_lock(settings.paths.build):
+        parsed, text = require_lock(settings)
+        house = wheelhouse.fill(settings, parsed, text, settings.paths.wheels, model_files(settings, parsed))
+    print(f"wheelhouse: {len(house.by_hash)} wheels in {settings.paths.wheels}/, each matching requirements.txt")
+
+
+def install(settings: Settings) -> None:
+    with project_lock(settings.paths.build):
+        parsed, text = require_lock(settings)
+        if venv.is_current(settings, text):
+            print(f"install: {settings.venv} already holds requirements.txt; nothing to do", flush=True)
+        else:
+            wheelhouse.verify(settings, parsed, settings.paths.wheels)
+            venv.sync(settings, settings.paths.lock, settings.paths.wheels)
+            print(f"install: {settings.venv} holds the {len(parsed.entries)} packages of requirements.txt, "
+                  f"from build/wheels with no index ({settings.installer})", flush=True)  # fmt: skip
+        venv.mark_installed(settings, text)
+
+
+def docker(settings: Settings) -> None:
+    target = image.image_target(settings)
+    paths = settings.paths
+    with project_lock(paths.build):
+        parsed, text = require_lock(settings)
+        if image.is_host(target, settings.python_version):
+            wheelhouse.verify(settings, parsed, paths.wheels)
+            requirements, house = paths.lock, paths.wheels
+        else:
+            requirements, house = image_wheelhouse(settings, target, parsed, text)
+    image.build(settings, target, requirements, house)
+
+
+def image_wheelhouse(
+    settings: Settings, target: image.ImageTarget, parsed: lockfile.Lock, text: str
+) -> tuple[Path, Path]:
+    """build/image/<platform>-py<version>/: the lock resolved for the image, and its wheels."""
+    directory = settings.paths.build / "image" / target.key
+    requirements = directory / "requirements.txt"
+    found = collect_models(settings)
+    by_name = {m.wheel.name: m.wheel for m in found}
+    hashes = {name: settings.hashes.sha256(w.path) for name, w in by_name.items()}
+    inputs = hashlib.sha256(f"{text}\n{target}".encode()).hexdigest()
+    if lockfile.recorded_digest(requirements) != inputs:
+        constraints = directory / "host-pins.txt"
+        directory.mkdir(parents=True, exist_ok=True)
+        constraints.write_text("".join(f"{e.name}=={e.version}\n" for e in parsed.entries if e.name not in by_name))
+        draft = compile_lock(settings, by_name, upgrade=False, previous=None, work=directory / "resolve",
+                             target=target.resolver_target(), constraints=[constraints])  # fmt: skip
+        lockfile_text = lockfile.finish(draft, by_name, hashes).render(inputs)
+        write_if_changed(requirements, lockfile_text)
+    image_lock = lockfile.parse(requirements.read_text())
+    models = {m.wheel.name: m.wheel.path for m in found}
+    wheelhouse.fill(settings, image_lock, requirements.read_text(), directory / "wheels", models,
+                    target.download_platform())  # fmt: skip
+    return requirements, directory / "wheels"
+
+
+def check_secrets(settings: Settings) -> None:
+    secrets.check_no_leaks(settings)
+    print("check-secrets: no value of .env appears in a tracked file or in requirements.txt")
+
+
+def check_env(settings: Settings) -> None:
+    count = len(settings.env_values)
+    print(f"check-env: .env sets {count} variables, each read by make as written" if count else "check-env: no .env")

@@ -1,0 +1,132 @@
+"""build/wheels/: every file requirements.txt needs, found by hash, so installs and image builds need no index.
+
+Models are linked from build/; everything else is downloaded once with
+`pip download --require-hashes` (uv has no download command), for this machine
+or, for an image, for another platform and Python. A file whose bytes changed
+is replaced, a file no longer locked is removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from modeltools.errors import UserError, run_tool
+from modeltools.files import HashCache, describe_os_error, write_atomic
+from modeltools.lockfile import Lock, LockEntry
+from modeltools.settings import Settings
+
+STAMP = ".complete"
+
+
+@dataclass(frozen=True)
+class Platform:
+    """What `pip download` fetches wheels for, when it is not this machine."""
+
+    pip_platforms: tuple[str, ...]  # e.g. manylinux_2_28_aarch64
+    python_version: str  # e.g. 3.12
+
+    def options(self) -> list[str]:
+        abi = "cp" + self.python_version.replace(".", "")
+        options = ["--only-binary=:all:", "--python-version", self.python_version, "--implementation", "cp"]
+        options += ["--abi", abi, "--abi", "abi3", "--abi", "none"]
+        return options + [item for tag in self.pip_platforms for item in ("--platform", tag)]
+
+
+class Wheelhouse:
+    """The files of one wheelhouse directory, by sha256."""
+
+    def __init__(self, directory: Path, hashes: HashCache) -> None:
+        self.directory = directory
+        files = sorted(p for p in directory.glob("*") if p.is_file() and not p.name.startswith("."))
+        self.by_hash = {f"sha256:{hashes.sha256(path)}": path for path in files}
+
+    def find(self, entry: LockEntry) -> Path | None:
+        return next((self.by_hash[h] for h in entry.hashes if h in self.by_hash), None)
+
+    def missing(self, lock: Lock) -> list[LockEntry]:
+        return [entry for entry in lock.entries if self.find(entry) is None]
+
+    def strays(self, lock: Lock) -> list[Path]:
+        """Files no entry of the lock matches: older versions, or a locked file whose bytes changed."""
+        needed = {self.find(entry) for entry in lock.entries}
+        return [path for path in self.by_hash.values() if path not in needed]
+
+
+def stamp_text(lock_text: str) -> str:
+    return f"sha256:{hashlib.sha256(lock_text.encode()).hexdigest()}\n"
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+
+
+def pip_download(settings: Settings, entries: Sequence[LockEntry], dest: Path, platform: Platform | None) -> None:
+    listing = dest / ".missing.txt"
+    listing.write_text("".join(entry.render() for entry in entries))
+    where = f" for {platform.pip_platforms[0]}, Python {platform.python_version}" if platform else ""
+    print(f"wheelhouse: downloading {len(entries)} packages into {dest}/{where}", flush=True)
+    command = [settings.tool("python"), "-m", "pip", "download", "--quiet", "--no-deps",
+               "--require-hashes", "--disable-pip-version-check", "--dest", str(dest),
+               *(platform.options() if platform else []), "--requirement", str(listing)]  # fmt: skip
+    fix = "A package without a wheel for that platform needs another version (make upgrade) or another image"
+    try:
+        run_tool(command, what="pip download", redact=settings.redact, fix=fix if platform else "See pip's message")
+    finally:
+        listing.unlink(missing_ok=True)
+
+
+def fill(settings: Settings, lock: Lock, lock_text: str, dest: Path, models: dict[str, Path],
+         platform: Platform | None = None) -> Wheelhouse:  # fmt: skip
+    """Make dest hold exactly the lock's files, each matching one of its hashes."""
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        for path in models.values():
+            target = dest / path.name
+            if not target.exists() or settings.hashes.sha256(target) != settings.hashes.sha256(path):
+                link_or_copy(path, target)
+        house = Wheelhouse(dest, settings.hashes)
+        for stray in house.strays(lock):
+            stray.unlink()
+        house = Wheelhouse(dest, settings.hashes)
+        missing = house.missing(lock)
+        if missing and settings.offline:
+            names = ", ".join(e.requirement for e in missing)
+            raise UserError(f"OFFLINE=1, but {dest}/ lacks {names}: run make wheelhouse once with network access")
+        if missing:
+            pip_download(settings, missing, dest, platform)
+            house = Wheelhouse(dest, settings.hashes)
+        absent = house.missing(lock)
+        if absent:
+            raise UserError(f"pip download did not provide {', '.join(e.requirement for e in absent)}; see above")
+        for stray in house.strays(lock):  # a same-version file pip found elsewhere first
+            stray.unlink()
+        write_atomic(dest / STAMP, stamp_text(lock_text))
+    except OSError as error:
+        raise UserError(describe_os_error(error, dest)) from None
+    settings.hashes.save()
+    return Wheelhouse(dest, settings.hashes)
+
+
+def verify(settings: Settings, lock: Lock, directory: Path) -> None:
+    """Before an install or an image build: every locked file is there, with its hash."""
+    house = Wheelhouse(directory, settings.hashes)
+    settings.hashes.save()
+    absent = house.missing(lock)
+    if absent:
+        changed = [p.name for p in house.strays(lock)]
+        detail = f" ({', '.join(changed)} changed or no longer locked)" if changed else ""
+        raise UserError(
+            f"{directory}/ lacks the locked file of {', '.join(e.requirement for e in absent[:5])}{detail}: "
+            "run make wheelhouse (it fetches what is missing and replaces what changed)"
+        )
