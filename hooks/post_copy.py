@@ -3,13 +3,15 @@
 
 Idempotent: it starts a git repository only outside one, creates .env from
 .env.example (mode 600) only when .env is absent, and never overwrites anything.
-Standard library only.
+After a copy it prints the next steps. Standard library only.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -39,10 +41,12 @@ def create_env_file(path: Path) -> bool:
     return True
 
 
-def next_steps(package: str) -> str:
-    return f"""
+def next_steps(folder: str, package: str, runtime_install: bool) -> str:
+    # The package name comes from the answers: print it only if it is the identifier it should be.
+    package = package if re.fullmatch(r"[a-z_][a-z0-9_]*", package) else "<package>"
+    steps = f"""
 Next steps:
-  cd {Path.cwd().name}
+  cd {shlex.quote(folder)}
   make                # list the targets
   make install        # download the models once into build/, lock with hashes, create .venv
   make test           # run the tests
@@ -52,12 +56,19 @@ Next steps:
 Private package credentials (Prodigy, a company index) go in .env, which git ignores.
 Commit requirements.txt once make install has written it.
 """
+    if runtime_install:
+        steps += f"""
+Where make install never runs (a notebook, a serverless function), set
+NLP_MODELS_AUTO_INSTALL=1 and {package}.load(name) installs the locked model at first use.
+"""
+    return steps
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--operation", choices=["copy", "update"], default="copy")
     parser.add_argument("--package", default="app")
+    parser.add_argument("--runtime-install", choices=["true", "false"], default="false")
     args = parser.parse_args()
     project = Path.cwd()
     if init_git(project):
@@ -65,7 +76,7 @@ def main() -> None:
     if create_env_file(project):
         print("Created .env from .env.example (mode 600, ignored by git).")
     if args.operation == "copy":
-        print(next_steps(args.package))
+        print(next_steps(project.name, args.package, args.runtime_install == "true"))
 
 
 if __name__ == "__main__":

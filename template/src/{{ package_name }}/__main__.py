@@ -1,19 +1,20 @@
-"""Print the entities each model finds: python -m {{ package_name }} [TEXT ...] (or text on stdin)."""
+"""Print the entities each model finds: python -m <this package> [TEXT ...], or text on stdin."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from {{ package_name }}.nlp import ModelNotInstalledError, installed_models, load
+from .nlp import ModelNotInstalledError, installed_models, load
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="{{ package_name }}", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {__package__}", description="Print the entities each model finds in TEXT."
+    )
     parser.add_argument("text", nargs="*", help="text to analyse; read from stdin when absent")
     parser.add_argument(
-        "--model", action="append", dest="models", metavar="NAME",
-        help="model to use (repeatable); default: every installed model",
+        "--model", action="append", dest="models", metavar="NAME", help="model to use (repeatable); default: all"
     )
     return parser.parse_args(argv)
 
