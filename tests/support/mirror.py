@@ -8,9 +8,20 @@
 - /private/links.html, /private/simple/<project>/, /private/<file>
                                        a find-links page and a PEP 503 index behind HTTP basic auth
 - /simple/<project>/, /files/<file>    a PEP 503 index (squatted names, impostors)
+- /<org>/<name>/resolve/<revision>/<file>
+                                       a Hugging Face Hub download: 302 to /cdn/<sha256>/<file> on the
+                                       second ("CDN") server, which refuses requests carrying a token
+- any path given to add_redirect       a redirect, to the other server or anywhere
 
-Every request is logged, with whether it carried an Authorization header, so
-tests can assert that a warm install asks for nothing and a token was sent.
+Two servers on 127.0.0.1 (port 0) serve the same routes: `url` and `cdn_url` (another
+origin). Downloads honour Range / If-Range (206 with Content-Range, ETag,
+Accept-Ranges) and misbehave on demand: `fault(path)` cuts the connection after
+N bytes, fails the first K requests with 500/503, drops range support, changes
+the ETag, serves an HTML page or trickles slowly.
+
+Every request is logged with the server that got it, its Authorization and Range
+headers and the body bytes sent, so tests can assert that a warm install asks for
+nothing, a token was sent (or not sent to another host) and a download resumed.
 """
 
 from __future__ import annotations
@@ -21,13 +32,18 @@ import html
 import json
 import math
 import re
+import socket
 import threading
+import time
 import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 API_PATH = "/repos/explosion/spacy-models"
+HUB_PATH = re.compile(r"/([^/]+)/([^/]+)/resolve/([^/]+)/(.+)")
 
 
 @dataclass
@@ -38,12 +54,33 @@ class Request:
     authorization: str | None
     headers: dict[str, str]
     sent: int = 0  # bytes of the body
+    host: str = ""  # the server that answered: "127.0.0.1:<port>"
+    range: str | None = None  # the Range header asked
 
 
 @dataclass
 class Release:
     tag: str
     assets: list[tuple[str, str, str | None]]  # (file name, download URL, digest)
+
+
+@dataclass
+class Fault:
+    """How downloads of one path misbehave; the counters make a fault stop after a few requests."""
+
+    fail: int = 0  # answer the first `fail` requests with fail_status
+    fail_status: int = 503
+    retry_after: str | None = "0"  # sent with the failures (None: no Retry-After header)
+    cut_after: int | None = None  # close the connection after this many body bytes ...
+    cuts: int = 1  # ... on this many requests
+    ranges: bool = True  # False: ignore Range, always answer 200 without Accept-Ranges
+    etag: str | None = None  # this ETag instead of one derived from the content
+    body: bytes | None = None  # serve this instead of the file (an HTML login page, say)
+    content_type: str = "text/html"  # ... with this type
+    rate: int | None = None  # bytes per second: a slow download
+    delay: float = 0.0  # seconds of silence before answering: a stalled server
+    seen: int = 0
+    cut: int = 0
 
 
 @dataclass
@@ -57,8 +94,13 @@ class Mirror:
     index_files: dict[str, list[Path]] = field(default_factory=dict)  # project -> files
     rate_limited: bool = False
     rate_limit_reset: int = 1_900_000_000
+    hub_files: dict[str, Path] = field(default_factory=dict)  # "org/name/revision/file" -> wheel
+    hub_token: str | None = None  # when set, the Hub route wants "Bearer <token>"
+    redirects: dict[str, tuple[str, int]] = field(default_factory=dict)  # path -> (target URL, status)
+    faults: dict[str, Fault] = field(default_factory=dict)  # path -> how it misbehaves
     requests: list[Request] = field(default_factory=list)
     url: str = ""
+    cdn_url: str = ""  # the second server: another origin
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     # ---- what tests set up
@@ -86,6 +128,23 @@ class Mirror:
 
     def add_index_file(self, project: str, wheel: Path) -> None:
         self.index_files.setdefault(project, []).append(wheel)
+
+    def add_hub_file(self, org: str, name: str, revision: str, wheel: Path, served_name: str | None = None) -> str:
+        """A file in a Hub repository; returns its resolve URL (HF_ENDPOINT is `url`)."""
+        served_name = served_name or wheel.name
+        self.hub_files[f"{org}/{name}/{revision}/{served_name}"] = wheel
+        return f"{self.url}/{org}/{name}/resolve/{revision}/{urllib.parse.quote(served_name)}"
+
+    def add_redirect(self, path: str, target: str, status: int = 302) -> str:
+        """Answer requests for path (on either server) with a redirect to target; returns the URL on `url`."""
+        self.redirects[path] = (target, status)
+        return f"{self.url}{path}"
+
+    def fault(self, url_or_path: str, **settings: object) -> Fault:
+        """Make downloads of this URL (or path) misbehave; see Fault."""
+        path = urllib.parse.urlsplit(url_or_path).path
+        fault = self.faults[path] = Fault(**settings)  # type: ignore[arg-type]
+        return fault
 
     # ---- what tests read
 
@@ -115,17 +174,23 @@ class Mirror:
         with self.lock:
             return list(self.requests[mark:])
 
+    def requests_to(self, base_url: str, mark: int = 0) -> list[Request]:
+        """The requests since mark that the server at base_url (`url` or `cdn_url`) answered."""
+        host = urllib.parse.urlsplit(base_url).netloc
+        return [request for request in self.since(mark) if request.host == host]
+
 
 class Handler(BaseHTTPRequestHandler):
     server: MirrorServer
     protocol_version = "HTTP/1.1"
-    sent = 0
+    cut = False  # the connection was cut on purpose
 
     def log_message(self, format: str, *args: object) -> None:
         pass
 
     def do_GET(self) -> None:
         mirror = self.server.mirror
+        self.cut = False  # one handler serves every request of a kept-alive connection
         path = urllib.parse.urlsplit(self.path).path
         routes = (
             ("/download/", self._download),
@@ -133,17 +198,21 @@ class Handler(BaseHTTPRequestHandler):
             ("/private/", self._private),
             ("/simple/", self._simple),
             ("/files/", self._index_file),
+            ("/cdn/", self._cdn),
         )
-        for prefix, route in routes:
-            if path.startswith(prefix):
-                status = route(mirror, path)
-                break
+        if path in mirror.redirects:
+            target, status = mirror.redirects[path]
+            status = self._send(status, b"", headers={"Location": target})
+        elif HUB_PATH.fullmatch(path):
+            status = self._hub(mirror, path)
         else:
-            status = self._send(404, b"not found")
-        with mirror.lock:
-            mirror.requests.append(
-                Request("GET", self.path, status, self.headers.get("Authorization"), dict(self.headers), self.sent)
-            )
+            route = next((route for prefix, route in routes if path.startswith(prefix)), None)
+            status = route(mirror, path) if route else self._send(404, b"not found")
+        assert status
+        if self.cut:
+            self.close_connection = True
+            with suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
 
     # ---- routes: each sends its answer and returns the status
 
@@ -151,7 +220,61 @@ class Handler(BaseHTTPRequestHandler):
         wheel = mirror.downloads.get(urllib.parse.unquote(path[len("/download/") :]))
         if wheel is None:
             return self._send(404, b"Not Found")
-        return self._send(200, wheel.read_bytes(), "application/octet-stream")
+        return self._serve_file(mirror, path, wheel.read_bytes())
+
+    def _hub(self, mirror: Mirror, path: str) -> int:
+        """The Hub's resolve URL: a token check, then a redirect to the CDN (another origin), as the Hub does."""
+        org, name, revision, file = HUB_PATH.fullmatch(path).groups()  # type: ignore[union-attr]
+        wheel = mirror.hub_files.get(f"{org}/{name}/{revision}/{urllib.parse.unquote(file)}")
+        if mirror.hub_token and self.headers.get("Authorization") != f"Bearer {mirror.hub_token}":
+            return self._send(401, b"Invalid credentials in Authorization header")
+        if wheel is None:
+            return self._send(404, b"Entry not found")
+        digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        location = f"{mirror.cdn_url}/cdn/{digest}/{file}"
+        return self._send(302, b"", headers={"Location": location, "X-Linked-Etag": f'"{digest}"'})
+
+    def _cdn(self, mirror: Mirror, path: str) -> int:
+        """Hub files by hash. Like a signed-URL store, a request carrying a token is refused outright."""
+        if self.headers.get("Authorization"):
+            return self._send(400, b"Only one auth mechanism allowed")
+        digest = path[len("/cdn/") :].split("/", 1)[0]
+        for wheel in mirror.hub_files.values():
+            data = wheel.read_bytes()
+            if hashlib.sha256(data).hexdigest() == digest:
+                return self._serve_file(mirror, path, data)
+        return self._send(404, b"Not Found")
+
+    def _serve_file(self, mirror: Mirror, path: str, data: bytes) -> int:
+        """A download with Range support and the faults a test set for its path."""
+        with mirror.lock:
+            fault = mirror.faults.get(path) or Fault()
+            fault.seen += 1
+            failing = fault.seen <= fault.fail
+            cut_after = fault.cut_after if fault.cut_after is not None and fault.cut < fault.cuts else None
+            if cut_after is not None and not failing:
+                fault.cut += 1
+        time.sleep(fault.delay)
+        if failing:
+            headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+            return self._send(fault.fail_status, b"failing on purpose", headers=headers)
+        content_type = "application/octet-stream"
+        if fault.body is not None:
+            data, content_type = fault.body, fault.content_type
+        etag = fault.etag or '"' + hashlib.sha256(data).hexdigest()[:16] + '"'
+        headers = {"ETag": etag, "Last-Modified": "Mon, 01 Jan 2024 00:00:00 GMT"}
+        status, start = 200, 0
+        if fault.ranges:
+            headers["Accept-Ranges"] = "bytes"
+            asked = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
+            if_range = self.headers.get("If-Range")
+            if asked and if_range in (None, etag, headers["Last-Modified"]):
+                start = int(asked[1])
+                if start >= len(data):
+                    return self._send(416, b"", headers={"Content-Range": f"bytes */{len(data)}"})
+                status = 206
+                headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+        return self._send(status, data[start:], content_type, headers, cut_after=cut_after, rate=fault.rate)
 
     def _releases(self, mirror: Mirror, path: str) -> int:
         headers = {"x-ratelimit-limit": "60", "x-ratelimit-reset": str(mirror.rate_limit_reset)}
@@ -222,17 +345,44 @@ class Handler(BaseHTTPRequestHandler):
                 return self._send(200, wheel.read_bytes(), "application/octet-stream")
         return self._send(404, b"Not Found")
 
-    def _send(self, status: int, body: bytes, content_type: str = "text/plain", headers: dict | None = None) -> int:
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str = "text/plain",
+        headers: dict | None = None,
+        cut_after: int | None = None,
+        rate: int | None = None,
+    ) -> int:
+        """Send a response; cut_after sends only that many body bytes, then drops the connection."""
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         for key, value in (headers or {}).items():
             self.send_header(key, value)
+        sent = b"" if self.command == "HEAD" else body if cut_after is None else body[:cut_after]
+        self._log(status, len(sent))  # before any byte leaves: a client that got the answer finds it logged
         self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-        self.sent = len(body)
+        step = max(rate // 20, 1) if rate else len(sent) or 1
+        try:
+            for start in range(0, len(sent), step):
+                self.wfile.write(sent[start : start + step])
+                if rate:
+                    self.wfile.flush()
+                    time.sleep(0.05)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (a test killed it)
+            self.cut = True
+        self.wfile.flush()
+        self.cut = self.cut or cut_after is not None
         return status
+
+    def _log(self, status: int, sent: int) -> None:
+        request = Request(
+            self.command, self.path, status, self.headers.get("Authorization"), dict(self.headers), sent,
+            host=f"127.0.0.1:{self.server.server_address[1]}", range=self.headers.get("Range"),
+        )  # fmt: skip
+        with self.server.mirror.lock:
+            self.server.mirror.requests.append(request)
 
 
 def links_page(files: dict[str, Path], prefix: str) -> bytes:
@@ -259,17 +409,40 @@ def release_json(release: Release) -> dict:
 
 
 class MirrorServer(ThreadingHTTPServer):
+    """The mirror's main server (`mirror.url`) and its second one on another port (`mirror.cdn_url`)."""
+
     daemon_threads = True
 
-    def __init__(self, mirror: Mirror) -> None:
+    def __init__(self, mirror: Mirror, *, second: bool = False) -> None:
         super().__init__(("127.0.0.1", 0), Handler)
         self.mirror = mirror
-        mirror.url = f"http://127.0.0.1:{self.server_address[1]}"
+        address = f"http://127.0.0.1:{self.server_address[1]}"
+        self.other = None if second else MirrorServer(mirror, second=True)
+        if second:
+            mirror.cdn_url = address
+        else:
+            mirror.url = address
 
     def __enter__(self) -> MirrorServer:
-        threading.Thread(target=self.serve_forever, daemon=True).start()
+        for server in (self, self.other):
+            if server is not None:
+                threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.shutdown()
-        self.server_close()
+        for server in (self, self.other):
+            if server is not None:
+                server.shutdown()
+                server.server_close()
+
+
+@contextmanager
+def hostile_servers() -> Iterator[Mirror]:
+    """Two loopback servers on port 0 that log every request's path, Authorization and Range headers.
+
+    Point a path of one at the other with `add_redirect(path, mirror.cdn_url + ...)` and read
+    `requests_to(mirror.cdn_url)` to see what reached the other origin.
+    """
+    mirror = Mirror()
+    with MirrorServer(mirror):
+        yield mirror

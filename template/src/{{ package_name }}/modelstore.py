@@ -700,6 +700,7 @@ class ModelStore:
                 part.discard()
                 raise
             entry = self._store(part.path, digest)
+            self._mark_used(digest, entry.stat())  # just hashed: also the verified state
             part.discard()
             self.remember(url, digest)
             with contextlib.suppress(OSError):
@@ -799,20 +800,21 @@ class ModelStore:
         return entry
 
     def _prune_partials(self, cutoff: float | None) -> int:
+        """Delete the partial downloads no process is writing (older than cutoff, if given)."""
         freed = 0
-        for lock in self.partials.glob("*.lock"):
+        keys = {path.name.split(".")[0] for path in self.partials.glob("*.*") if _SHA256.match(path.name)}
+        for key in keys:
+            lock = self.partials / f"{key}.lock"
             fd = _acquire(lock, blocking=False)
             if fd is None:  # a download in progress
                 continue
             try:
-                part = _Partial(lock.with_suffix(".part"), lock.stem)
-                with contextlib.suppress(OSError):
-                    status = part.path.stat()
-                    if cutoff is None or status.st_mtime < cutoff:
-                        freed += status.st_size
-                        part.discard()
-                if not part.path.exists():
-                    lock.unlink(missing_ok=True)
+                part = _Partial(self.partials / f"{key}.part", key)
+                size, mtime = (part.path.stat().st_size, part.path.stat().st_mtime) if part.path.exists() else (0, 0)
+                if cutoff is None or mtime < cutoff:
+                    part.discard()
+                    lock.unlink(missing_ok=True)  # safe while held: a waiter notices and locks a new file
+                    freed += size
             finally:
                 os.close(fd)
         return freed
