@@ -6,60 +6,75 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import yaml
 from copier import run_copy, run_update
 
 from tests.support.project import REPO
+from tests.support.template_repo import clone_worktree, git_save, load_answers
+
+# The last commit whose template listed ranged models in requirements.in (before requirements-model.in.range).
+BEFORE_RANGE_FILE = "9e7035a"
 
 
-def git(path: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=path, check=True, capture_output=True, text=True).stdout
-
-
-def git_save(path: Path, message: str, tag: str | None = None) -> None:
-    git(path, "add", "-A")
-    git(path, "commit", "--quiet", "--allow-empty", "-m", message)
-    if tag:
-        git(path, "tag", tag)
-
-
-def clone_worktree(dst: Path) -> Path:
-    """This checkout's working tree (uncommitted work included) as a fresh git repository."""
-    listed = git(REPO, "ls-files", "--cached", "--others", "--exclude-standard", "-z").split("\0")
-    for name in filter(None, listed):
-        source = REPO / name
-        if source.is_file():
-            (dst / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dst / name)
-    git(dst, "init", "--quiet")
-    return dst
+def append(path: Path, text: str) -> None:
+    path.write_text(path.read_text() + text)
 
 
 def test_update_from_v1_to_v2_keeps_user_edits(tmp_path: Path) -> None:
     template = clone_worktree(tmp_path / "template")
     git_save(template, "v1", tag="v1")
     project = tmp_path / "proj"
-    run_copy(str(template), project, data={"project_name": "Updated"}, defaults=True, unsafe=True, quiet=True)
+    answers = {"project_name": "Updated", "spacy_models": ["en_core_web_sm==3.8.0", "en_acme_ner>=1.0,<2"]}
+    run_copy(str(template), project, data=answers, defaults=True, unsafe=True, quiet=True)
     env_text = "PRODIGY_KEY=user-secret-kept\n"
     (project / ".env").write_text(env_text)
-    urls = project / "requirements-model.in.url"
-    model_line = "https://models.example/en_core_web_md-3.8.0/en_core_web_md-3.8.0-py3-none-any.whl\n"
-    urls.write_text(urls.read_text() + model_line)
-    requirements = project / "requirements.in"
-    requirements.write_text(requirements.read_text() + "rich\n")
+    url_line = "https://models.example.com/en_core_web_md-3.8.0/en_core_web_md-3.8.0-py3-none-any.whl\n"
+    append(project / "requirements-model.in.url", url_line)
+    append(project / "requirements-model.in.range", "de_contracts_lg>=2.1,<3\n")
+    append(project / "requirements.in", "rich\n")
     git_save(project, "user edits")
 
     (template / "template" / "NOTES.md").write_text("New in v2.\n")
-    makefile = template / "template" / "Makefile.jinja"
-    makefile.write_text(makefile.read_text() + "\n# v2 of the template\n")
+    range_template = template / "template" / "requirements-model.in.range.jinja"
+    range_template.write_text(range_template.read_text().replace("# Models by version range", "# v2: models by range"))
+    append(template / "template" / ".gitignore", "# v2 of the template\n")
     git_save(template, "v2", tag="v2")
 
     run_update(project, defaults=True, overwrite=True, unsafe=True, quiet=True)
-    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
-    assert answers["_commit"] == "v2" and answers["project_name"] == "Updated"
+    saved = load_answers(project)
+    assert saved["_commit"] == "v2" and saved["project_name"] == "Updated"
     assert (project / "NOTES.md").read_text() == "New in v2.\n"
-    assert "# v2 of the template" in (project / "Makefile").read_text()
-    assert requirements.read_text().endswith("rich\n")
-    assert urls.read_text().endswith(model_line)
+    assert "# v2 of the template" in (project / ".gitignore").read_text()
+    assert (project / "requirements.in").read_text().endswith("rich\n")
+    assert (project / "requirements-model.in.url").read_text().endswith(url_line)
+    ranges = (project / "requirements-model.in.range").read_text().splitlines()
+    assert ranges[0].startswith("# v2: models by range")
+    assert ranges[-2:] == ["en_acme_ner>=1.0,<2", "de_contracts_lg>=2.1,<3"]
     assert (project / ".env").read_text() == env_text
+    assert not list(project.rglob("*.rej"))
+
+
+def test_update_from_before_the_range_file_moves_ranged_models_out_of_requirements_in(tmp_path: Path) -> None:
+    template = tmp_path / "template"
+    template.mkdir()
+    archive = subprocess.run(["git", "archive", BEFORE_RANGE_FILE], cwd=REPO, check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(template)], input=archive, check=True)
+    git_save(template, "v1", tag="v1")
+    project = tmp_path / "proj"
+    answers = {"spacy_models": ["en_core_web_sm==3.8.0", "en_core_web_md>=3.8,<3.9"]}
+    run_copy(str(template), project, data=answers, defaults=True, unsafe=True, quiet=True)
+    assert "en_core_web_md>=3.8,<3.9" in (project / "requirements.in").read_text().splitlines()
+    append(project / "requirements.in", "rich\n")
+    git_save(project, "v1 rendered, user edits")
+
+    for path in template.iterdir():
+        if path.name != ".git":
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    clone_worktree(template)
+    git_save(template, "v2", tag="v2")
+    run_update(project, defaults=True, overwrite=True, unsafe=True, quiet=True)
+
+    requirements = (project / "requirements.in").read_text().splitlines()
+    assert "en_core_web_md>=3.8,<3.9" not in requirements and requirements[-1] == "rich"
+    assert "en_core_web_md>=3.8,<3.9" in (project / "requirements-model.in.range").read_text().splitlines()
+    assert load_answers(project)["installer"] == "pip-tools"  # a new question takes its default
     assert not list(project.rglob("*.rej"))
