@@ -6,10 +6,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from copier import run_copy, run_update
+from copier import run_update
 
 from tests.support.project import REPO
-from tests.support.template_repo import clone_worktree, git_save, load_answers
+from tests.support.template_repo import clone_worktree, copy_and_commit, git_save, load_answers, tagged_worktree
 
 # The last commit whose template listed ranged models in requirements.in (before requirements-model.in.range).
 BEFORE_RANGE_FILE = "9e7035a"
@@ -20,11 +20,9 @@ def append(path: Path, text: str) -> None:
 
 
 def test_update_from_v1_to_v2_keeps_user_edits(tmp_path: Path) -> None:
-    template = clone_worktree(tmp_path / "template")
-    git_save(template, "v1", tag="v1")
-    project = tmp_path / "proj"
-    answers = {"project_name": "Updated", "spacy_models": ["en_core_web_sm==3.8.0", "en_acme_ner>=1.0,<2"]}
-    run_copy(str(template), project, data=answers, defaults=True, unsafe=True, quiet=True)
+    template = tagged_worktree(tmp_path / "template")
+    models = ["en_core_web_sm==3.8.0", "en_acme_ner>=1.0,<2"]
+    project = copy_and_commit(template, tmp_path / "proj", project_name="Updated", spacy_models=models)
     env_text = "PRODIGY_KEY=user-secret-kept\n"
     (project / ".env").write_text(env_text)
     url_line = "https://models.example.com/en_core_web_md-3.8.0/en_core_web_md-3.8.0-py3-none-any.whl\n"
@@ -59,9 +57,8 @@ def test_update_from_before_the_range_file_moves_ranged_models_out_of_requiremen
     archive = subprocess.run(["git", "archive", BEFORE_RANGE_FILE], cwd=REPO, check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(template)], input=archive, check=True)
     git_save(template, "v1", tag="v1")
-    project = tmp_path / "proj"
-    answers = {"spacy_models": ["en_core_web_sm==3.8.0", "en_core_web_md>=3.8,<3.9"]}
-    run_copy(str(template), project, data=answers, defaults=True, unsafe=True, quiet=True)
+    models = ["en_core_web_sm==3.8.0", "en_core_web_md>=3.8,<3.9"]
+    project = copy_and_commit(template, tmp_path / "proj", spacy_models=models)
     assert "en_core_web_md>=3.8,<3.9" in (project / "requirements.in").read_text().splitlines()
     append(project / "requirements.in", "rich\n")
     git_save(project, "v1 rendered, user edits")

@@ -30,15 +30,14 @@ SECRETS = {
 }
 
 
+VARIANTS = {"default": {}, "prodigy": {"use_prodigy": True, "python_version": "3.13"}, "none": {"ci": "none"}}
+
+
 @pytest.fixture(scope="module")
 def projects(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Renderings: the default (ci github), one with Prodigy, one with ci none."""
+    """One rendering of each variant: the default answers (ci github), with Prodigy, and ci none."""
     root = tmp_path_factory.mktemp("workflow")
-    return {
-        "default": render(root / "default"),
-        "prodigy": render(root / "prodigy", use_prodigy=True, python_version="3.13"),
-        "none": render(root / "none", ci="none"),
-    }
+    return {variant: render(root / variant, **answers) for variant, answers in VARIANTS.items()}
 
 
 def workflow(project: Path) -> dict:

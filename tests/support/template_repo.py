@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import yaml
+from copier import run_copy
 
 from tests.support.project import REPO
 
@@ -35,6 +36,20 @@ def clone_worktree(dst: Path) -> Path:
             shutil.copy2(source, dst / name)
     git(dst, "init", "--quiet")
     return dst
+
+
+def tagged_worktree(dst: Path, tag: str = "v1") -> Path:
+    """clone_worktree, committed and tagged: a released version of the template."""
+    template = clone_worktree(dst)
+    git_save(template, tag, tag=tag)
+    return template
+
+
+def copy_and_commit(template: Path, project: Path, **answers: object) -> Path:
+    """copier copy of the template's newest tag (tasks run), committed as the user's first version."""
+    run_copy(str(template), project, data=answers, defaults=True, unsafe=True, quiet=True)
+    git_save(project, "rendered")
+    return project
 
 
 def strip_validators(template: Path) -> dict:
