@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from modeltools import steps
+from modeltools import cache, pipelines, publish, steps
 from modeltools.errors import UserError
 from modeltools.files import describe_os_error
 from modeltools.settings import Settings
@@ -33,6 +33,10 @@ VERBS: dict[str, tuple[Callable[[Settings], None], str]] = {
     "docker": (steps.docker, "build the image for PLATFORM from its own verified wheelhouse, offline"),
     "check-secrets": (steps.check_secrets, "fail if a value from .env is in a tracked file or in the lock"),
     "check-env": (steps.check_env, "check that make reads every line of .env as written"),
+    "package": (pipelines.package, "package each changed pipeline under pipelines/ into build/ with spacy package"),
+    "publish": (publish.publish, "upload the project's model wheels from build/ to the team index (TWINE_* in .env)"),
+    "cache-info": (cache.cache_info, "show the machine-wide model cache: entries, sizes, last use"),
+    "cache-prune": (cache.cache_prune, "remove cache entries unused for CACHE_MAX_AGE days, except this project's"),
 }
 
 

@@ -35,6 +35,7 @@ Auth = _store.Auth
 ModelStore = _store.ModelStore
 StoreError = _store.StoreError
 default_cache_dir = _store.default_cache_dir
+human_size = _store.human_size
 mask = _store.mask
 mirror_url = _store.mirror_url
 open_url = _store.open_url
