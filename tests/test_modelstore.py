@@ -79,6 +79,19 @@ def store(tmp_path: Path) -> ms.ModelStore:
     return ms.ModelStore(tmp_path / "cache")
 
 
+@pytest.fixture
+def url(mirror: Mirror, wheels: dict[str, Path]) -> str:
+    """Where the mirror serves the big wheel."""
+    return mirror.add_download(wheels["big"])
+
+
+def interrupt(store: ms.ModelStore, mirror: Mirror, url: str, **fault: object) -> None:
+    """A download cut after CUT bytes, not retried: it leaves a resumable partial."""
+    mirror.fault(url, cut_after=CUT, **fault)
+    with pytest.raises(ms.StoreError, match=r"connection ended after .* run the command again: it resumes"):
+        store.fetch(url, attempts=1)
+
+
 def downloads(mirror: Mirror, mark: int = 0) -> list:
     return [r for r in mirror.since(mark) if "/download/" in r.path or "/cdn/" in r.path]
 
@@ -90,8 +103,9 @@ def partial_files(directory: Path) -> list[str]:
 # ---- the cache
 
 
-def test_fetch_stores_a_verified_read_only_entry(store: ms.ModelStore, mirror: Mirror, wheels: dict[str, Path]) -> None:
-    url = mirror.add_download(wheels["big"])
+def test_fetch_stores_a_verified_read_only_entry(
+    store: ms.ModelStore, mirror: Mirror, wheels: dict[str, Path], url: str
+) -> None:
     fetched = store.fetch(url, sha256=sha256(wheels["big"]))
     assert fetched.path == store.root / "sha256" / sha256(wheels["big"])
     assert fetched.path.read_bytes() == wheels["big"].read_bytes()
@@ -101,8 +115,7 @@ def test_fetch_stores_a_verified_read_only_entry(store: ms.ModelStore, mirror: M
     assert partial_files(store.root / "partial") == []
 
 
-def test_cache_hit_makes_no_request(store: ms.ModelStore, mirror: Mirror, wheels: dict[str, Path]) -> None:
-    url = mirror.add_download(wheels["big"])
+def test_cache_hit_makes_no_request(store: ms.ModelStore, mirror: Mirror, wheels: dict[str, Path], url: str) -> None:
     store.fetch(url)
     mark = mirror.mark()
     by_hash = ms.ModelStore(store.root).fetch(url, sha256=sha256(wheels["big"]))
@@ -112,9 +125,8 @@ def test_cache_hit_makes_no_request(store: ms.ModelStore, mirror: Mirror, wheels
 
 
 def test_corrupted_entry_is_detected_and_fetched_again(
-    store: ms.ModelStore, mirror: Mirror, wheels: dict[str, Path]
+    store: ms.ModelStore, mirror: Mirror, wheels: dict[str, Path], url: str
 ) -> None:
-    url = mirror.add_download(wheels["big"])
     digest = store.fetch(url).sha256
     entry = store.get(digest)
     assert entry is not None
@@ -132,8 +144,9 @@ def test_corrupted_entry_is_detected_and_fetched_again(
     assert sha256(store.root / "sha256" / digest) == digest
 
 
-def test_concurrent_fetches_download_once(store: ms.ModelStore, mirror: Mirror, wheels: dict[str, Path]) -> None:
-    url = mirror.add_download(wheels["big"])
+def test_concurrent_fetches_download_once(
+    store: ms.ModelStore, mirror: Mirror, wheels: dict[str, Path], url: str
+) -> None:
     mirror.fault(url, rate=1_000_000)  # slow enough that the fetches overlap
     results: list[ms.Fetched] = []
     threads = [threading.Thread(target=lambda: results.append(store.fetch(url))) for _ in range(4)]
@@ -149,8 +162,9 @@ def test_concurrent_fetches_download_once(store: ms.ModelStore, mirror: Mirror, 
 # ---- resumable downloads
 
 
-def test_a_cut_connection_is_resumed_with_range(store: ms.ModelStore, mirror: Mirror, wheels: dict[str, Path]) -> None:
-    url = mirror.add_download(wheels["big"])
+def test_a_cut_connection_is_resumed_with_range(
+    store: ms.ModelStore, mirror: Mirror, wheels: dict[str, Path], url: str
+) -> None:
     mirror.fault(url, cut_after=CUT)
     fetched = store.fetch(url, sha256=sha256(wheels["big"]))
     first, second = downloads(mirror)
@@ -161,12 +175,9 @@ def test_a_cut_connection_is_resumed_with_range(store: ms.ModelStore, mirror: Mi
 
 
 def test_an_interrupted_download_resumes_in_the_next_run(
-    store: ms.ModelStore, mirror: Mirror, wheels: dict[str, Path]
+    store: ms.ModelStore, mirror: Mirror, wheels: dict[str, Path], url: str
 ) -> None:
-    url = mirror.add_download(wheels["big"])
-    mirror.fault(url, cut_after=CUT)
-    with pytest.raises(ms.StoreError, match=r"connection ended after .* run the command again: it resumes"):
-        store.fetch(url, attempts=1)
+    interrupt(store, mirror, url)
     part = next((store.root / "partial").glob("*.part"))
     assert part.stat().st_size == CUT
     mark = mirror.mark()
@@ -177,9 +188,8 @@ def test_an_interrupted_download_resumes_in_the_next_run(
 
 
 def test_a_server_without_range_support_restarts_cleanly(
-    store: ms.ModelStore, mirror: Mirror, wheels: dict[str, Path]
+    store: ms.ModelStore, mirror: Mirror, wheels: dict[str, Path], url: str
 ) -> None:
-    url = mirror.add_download(wheels["big"])
     mirror.fault(url, cut_after=CUT, ranges=False)
     fetched = store.fetch(url, sha256=sha256(wheels["big"]))
     _, second = downloads(mirror)
@@ -189,12 +199,9 @@ def test_a_server_without_range_support_restarts_cleanly(
 
 
 def test_a_changed_file_restarts_instead_of_resuming(
-    store: ms.ModelStore, mirror: Mirror, wheels: dict[str, Path]
+    store: ms.ModelStore, mirror: Mirror, wheels: dict[str, Path], url: str
 ) -> None:
-    url = mirror.add_download(wheels["big"])
-    mirror.fault(url, cut_after=CUT)
-    with pytest.raises(ms.StoreError):
-        store.fetch(url, attempts=1)
+    interrupt(store, mirror, url)
     mirror.downloads = {key: wheels["other"] for key in mirror.downloads}  # republished: another ETag
     mark = mirror.mark()
     fetched = store.fetch(url)
@@ -203,19 +210,17 @@ def test_a_changed_file_restarts_instead_of_resuming(
     assert fetched.sha256 == sha256(wheels["other"]), "old and new bytes are never spliced"
 
 
-def test_a_refused_range_restarts(store: ms.ModelStore, mirror: Mirror, wheels: dict[str, Path]) -> None:
-    url = mirror.add_download(wheels["big"])
-    mirror.fault(url, cut_after=CUT, etag='"same"')
-    with pytest.raises(ms.StoreError):
-        store.fetch(url, attempts=1)
+def test_a_refused_range_restarts(store: ms.ModelStore, mirror: Mirror, wheels: dict[str, Path], url: str) -> None:
+    interrupt(store, mirror, url, etag='"same"')
     mirror.downloads = {key: wheels["small"] for key in mirror.downloads}  # shorter than the part, same ETag
     mark = mirror.mark()
     assert store.fetch(url).sha256 == sha256(wheels["small"])
     assert [r.status for r in downloads(mirror, mark)] == [416, 200]
 
 
-def test_ctrl_c_leaves_only_the_resumable_part(store: ms.ModelStore, mirror: Mirror, wheels: dict[str, Path]) -> None:
-    url = mirror.add_download(wheels["big"])
+def test_ctrl_c_leaves_only_the_resumable_part(
+    store: ms.ModelStore, mirror: Mirror, wheels: dict[str, Path], url: str
+) -> None:
     mirror.fault(url, rate=100_000)
     child = subprocess.Popen(
         [sys.executable, "-c", FETCH_SCRIPT, str(MODELSTORE), str(store.root), url],
@@ -228,7 +233,8 @@ def test_ctrl_c_leaves_only_the_resumable_part(store: ms.ModelStore, mirror: Mir
     child.send_signal(signal.SIGINT)
     _, stderr = child.communicate(timeout=20)
     assert child.returncode != 0 and "KeyboardInterrupt" in stderr
-    assert partial_files(partial) == [f"{ms._url_key(url)}.part", f"{ms._url_key(url)}.part.json"]
+    part, sidecar = partial_files(partial)
+    assert sidecar == f"{part}.json" and part.endswith(".part")
     assert not (store.root / "sha256").exists() or not any((store.root / "sha256").iterdir())
     done = next(partial.glob("*.part")).stat().st_size
     mirror.faults.clear()
@@ -255,9 +261,8 @@ except modelstore.StoreError as error:
 
 
 def test_a_sha256_mismatch_is_refused_and_nothing_kept(
-    store: ms.ModelStore, mirror: Mirror, wheels: dict[str, Path]
+    store: ms.ModelStore, mirror: Mirror, wheels: dict[str, Path], url: str
 ) -> None:
-    url = mirror.add_download(wheels["big"])
     wrong = "0" * 64
     with pytest.raises(ms.StoreError) as refused:
         store.fetch(url, sha256=wrong)
@@ -266,8 +271,9 @@ def test_a_sha256_mismatch_is_refused_and_nothing_kept(
     assert partial_files(store.root / "partial") == [] and store.info() == []
 
 
-def test_a_refusing_check_deletes_the_partial(store: ms.ModelStore, mirror: Mirror, wheels: dict[str, Path]) -> None:
-    url = mirror.add_download(wheels["big"])
+def test_a_refusing_check_deletes_the_partial(
+    store: ms.ModelStore, mirror: Mirror, wheels: dict[str, Path], url: str
+) -> None:
     seen: list[str] = []
 
     def refuse(path: Path) -> None:
@@ -282,9 +288,8 @@ def test_a_refusing_check_deletes_the_partial(store: ms.ModelStore, mirror: Mirr
 
 @pytest.mark.parametrize("content_type", ["text/html; charset=utf-8", "application/octet-stream"])
 def test_an_html_page_is_not_a_wheel(
-    store: ms.ModelStore, mirror: Mirror, wheels: dict[str, Path], content_type: str
+    store: ms.ModelStore, mirror: Mirror, wheels: dict[str, Path], content_type: str, url: str
 ) -> None:
-    url = mirror.add_download(wheels["big"])
     mirror.fault(url, body=b"<!DOCTYPE html><html><body>Sign in</body></html>", content_type=content_type)
     with pytest.raises(ms.StoreError, match=r"returned an HTML page, not a wheel .a login page.*credentials"):
         store.fetch(url)
@@ -312,31 +317,29 @@ def test_404_asks_about_the_name_and_version(store: ms.ModelStore, mirror: Mirro
 
 @pytest.mark.parametrize(("status", "retry_after"), [(503, "0"), (500, None), (429, "0")])
 def test_server_errors_are_retried(
-    store: ms.ModelStore, mirror: Mirror, wheels: dict[str, Path], status: int, retry_after: str | None
+    store: ms.ModelStore, mirror: Mirror, wheels: dict[str, Path], status: int, retry_after: str | None, url: str
 ) -> None:
-    url = mirror.add_download(wheels["big"])
     mirror.fault(url, fail=2, fail_status=status, retry_after=retry_after)
     assert store.fetch(url).sha256 == sha256(wheels["big"])
     assert [r.status for r in downloads(mirror)] == [status, status, 200]
 
 
-def test_a_server_that_keeps_failing_is_given_up(store: ms.ModelStore, mirror: Mirror, wheels: dict[str, Path]) -> None:
-    url = mirror.add_download(wheels["big"])
+def test_a_server_that_keeps_failing_is_given_up(
+    store: ms.ModelStore, mirror: Mirror, wheels: dict[str, Path], url: str
+) -> None:
     mirror.fault(url, fail=10)
     with pytest.raises(ms.StoreError, match="failed 3 times, last: HTTP 503"):
         store.fetch(url, attempts=3)
     assert len(downloads(mirror)) == 3
 
 
-def test_a_stalled_server_times_out(store: ms.ModelStore, mirror: Mirror, wheels: dict[str, Path]) -> None:
-    url = mirror.add_download(wheels["big"])
+def test_a_stalled_server_times_out(store: ms.ModelStore, mirror: Mirror, wheels: dict[str, Path], url: str) -> None:
     mirror.fault(url, delay=1.5)
     with pytest.raises(ms.StoreError, match=r"timed out after 0.3 s"):
         store.fetch(url, timeout=0.3, attempts=1)
 
 
-def test_offline_uses_the_cache_only(store: ms.ModelStore, mirror: Mirror, wheels: dict[str, Path]) -> None:
-    url = mirror.add_download(wheels["big"])
+def test_offline_uses_the_cache_only(store: ms.ModelStore, mirror: Mirror, wheels: dict[str, Path], url: str) -> None:
     with pytest.raises(ms.StoreError, match="OFFLINE=1 forbids downloading it"):
         store.fetch(url, offline=True)
     assert mirror.since(0) == []
@@ -450,8 +453,9 @@ def test_default_cache_dir_follows_the_environment(tmp_path: Path) -> None:
 # ---- local faults, for real
 
 
-def test_a_full_disk_is_named_and_not_retried(tmp_path: Path, mirror: Mirror, wheels: dict[str, Path]) -> None:
-    url = mirror.add_download(wheels["big"])
+def test_a_full_disk_is_named_and_not_retried(
+    tmp_path: Path, mirror: Mirror, wheels: dict[str, Path], url: str
+) -> None:
     cache = tmp_path / "cache"
     cache.mkdir()
     result = run_with_mounts(
@@ -463,8 +467,7 @@ def test_a_full_disk_is_named_and_not_retried(tmp_path: Path, mirror: Mirror, wh
     assert len(downloads(mirror)) == 1, "a full disk is not a network error"
 
 
-def test_a_read_only_cache_is_named(tmp_path: Path, mirror: Mirror, wheels: dict[str, Path]) -> None:
-    url = mirror.add_download(wheels["big"])
+def test_a_read_only_cache_is_named(tmp_path: Path, mirror: Mirror, wheels: dict[str, Path], url: str) -> None:
     cache = tmp_path / "cache"
     cache.mkdir()
     result = run_with_mounts([read_only(cache)], [sys.executable, "-c", FETCH_SCRIPT, str(MODELSTORE), str(cache), url])
@@ -486,14 +489,29 @@ def test_link_hard_links_into_a_project(
     assert [p.name for p in dest.parent.iterdir()] == [dest.name], "no temporary file left"
 
 
-def test_link_copies_across_file_systems(store: ms.ModelStore, mirror: Mirror, wheels: dict[str, Path]) -> None:
-    shm = Path("/dev/shm")  # noqa: S108 (a private directory is made inside it)
-    if not shm.is_dir() or shm.stat().st_dev == store.root.parent.stat().st_dev:
+def other_file_system(than: Path) -> Path:
+    """The shared-memory file system, when it is not the one `than` is on (skips the test otherwise)."""
+    shm = Path("/dev/shm")  # noqa: S108 (private directories are made inside it)
+    if not shm.is_dir() or shm.stat().st_dev == than.stat().st_dev:
         pytest.skip(f"{shm} is not another file system here")
-    digest = store.fetch(mirror.add_download(wheels["big"])).sha256
-    with tempfile.TemporaryDirectory(dir=shm) as directory:
+    return shm
+
+
+def test_link_copies_across_file_systems(store: ms.ModelStore, wheels: dict[str, Path], url: str) -> None:
+    digest = store.fetch(url).sha256
+    with tempfile.TemporaryDirectory(dir=other_file_system(store.root)) as directory:
         dest = store.link(digest, Path(directory) / wheels["big"].name)
         assert sha256(dest) == digest and dest.stat().st_dev != store.root.stat().st_dev
+
+
+def test_a_partial_on_another_file_system_is_copied_into_the_store(
+    store: ms.ModelStore, wheels: dict[str, Path], url: str
+) -> None:
+    with tempfile.TemporaryDirectory(dir=other_file_system(store.root.parent)) as directory:
+        fetched = store.fetch(url, partial_dir=Path(directory))
+        assert list(Path(directory).glob("*.part*")) == []
+    assert sha256(fetched.path) == sha256(wheels["big"]) and fetched.path.stat().st_mode & 0o777 == 0o444
+    assert [p.name for p in fetched.path.parent.iterdir()] == [fetched.sha256], "no temporary file left"
 
 
 def test_info_and_prune(store: ms.ModelStore, mirror: Mirror, wheels: dict[str, Path], tmp_path: Path) -> None:

@@ -64,6 +64,11 @@ class Run:
     stderr: str
 
     @property
+    def failed_cleanly(self) -> bool:
+        """Exit code 1 and no traceback: an expected failure, told in one line."""
+        return self.returncode == 1 and "Traceback" not in self.stderr
+
+    @property
     def message(self) -> str:
         """The last line of stderr: what the user reads."""
         lines = self.stderr.strip().splitlines()
@@ -108,6 +113,12 @@ class App:
 
     def run(self, model: str = MODEL, **extra: str) -> Run:
         done = subprocess.run(self.argv(model), capture_output=True, text=True, env=self.env(**extra), timeout=120)
+        print(done.stdout, done.stderr)
+        return Run(done.returncode, done.stdout, done.stderr)
+
+    def run_read_only(self, **extra: str) -> Run:
+        """run() with site-packages bound read-only (a real EROFS, in a private mount namespace)."""
+        done = run_with_mounts([read_only(self.purelib)], self.argv(), env=self.env(**extra))
         print(done.stdout, done.stderr)
         return Run(done.returncode, done.stdout, done.stderr)
 
@@ -166,7 +177,7 @@ def loads(run: Run, model: TinyModel) -> bool:
 def test_disabled_by_default(app: App, mirror: Mirror, wheels: dict[TinyModel, Path]) -> None:
     app.lock(served(mirror, wheels, V380))
     run = app.run(NLP_MODELS_AUTO_INSTALL="")
-    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.failed_cleanly
     assert "`make install`" in run.message and "NLP_MODELS_AUTO_INSTALL=1" in run.message
     assert mirror.since(0) == [] and app.installed() == []
 
@@ -261,7 +272,7 @@ def test_a_wrong_sha256_is_refused(app: App, mirror: Mirror, wheels: dict[TinyMo
     wrong = "ab" * 32
     app.lock({**served(mirror, wheels, V380), "sha256": wrong})
     run = app.run()
-    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.failed_cleanly
     assert wheels[V380].name in run.message and wrong in run.message and "make lock" in run.message
     assert app.installed() == [] and not any((app.cache / "sha256").glob("*"))
 
@@ -277,7 +288,7 @@ def test_a_server_that_fails_twice_is_retried(app: App, mirror: Mirror, wheels: 
 def test_a_404_names_the_file_and_the_fix(app: App, mirror: Mirror, wheels: dict[TinyModel, Path]) -> None:
     app.lock(pin(wheels[V380], f"{mirror.download_base}/{MODEL}-3.8.0/{wheels[V380].name}"))  # not served
     run = app.run()
-    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.failed_cleanly
     assert wheels[V380].name in run.message and "404" in run.message and "name and version right" in run.message
 
 
@@ -297,13 +308,12 @@ def test_a_model_installed_at_another_version_is_replaced(
 def test_a_model_for_another_spacy_is_refused(app: App, mirror: Mirror, wheels: dict[TinyModel, Path]) -> None:
     app.lock(served(mirror, wheels, V370))
     before = app.run()  # the lock says so: refused before any download
-    assert before.returncode == 1 and mirror.since(0) == []
+    assert before.failed_cleanly and mirror.since(0) == []
     assert wheels[V370].name in before.message and "needs spacy>=3.7.0,<3.8.0" in before.message
     app.lock({**served(mirror, wheels, V370), "requires_spacy": None})
     after = app.run()  # only the wheel says so: refused after the download, nothing kept
-    assert after.returncode == 1 and "needs spacy<3.8.0,>=3.7.0" in after.message and "make lock" in after.message
+    assert after.failed_cleanly and "needs spacy<3.8.0,>=3.7.0" in after.message and "make lock" in after.message
     assert app.installed() == [] and not any((app.cache / "sha256").glob("*"))
-    assert "Traceback" not in before.stderr + after.stderr
 
 
 @pytest.mark.parametrize("variable", ["NLP_MODELS_OFFLINE", "HF_HUB_OFFLINE"])
@@ -312,7 +322,7 @@ def test_offline_makes_a_missing_model_a_clear_error(
 ) -> None:
     app.lock(served(mirror, wheels, V380))
     run = app.run(**{variable: "1"})
-    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.failed_cleanly
     assert f"{variable}=1 forbids downloading {wheels[V380].name}" in run.message and "make install" in run.message
     assert mirror.since(0) == []
 
@@ -320,27 +330,28 @@ def test_offline_makes_a_missing_model_a_clear_error(
 def test_a_model_missing_from_the_lock_names_the_fix(app: App, mirror: Mirror, wheels: dict[TinyModel, Path]) -> None:
     app.lock(served(mirror, wheels, V380))
     run = app.run("en_other_tiny")
-    assert run.returncode == 1 and "not in my_nlp_project/models.lock.json (locked: en_rt_tiny)" in run.message
+    assert run.failed_cleanly and "not in my_nlp_project/models.lock.json (locked: en_rt_tiny)" in run.message
 
 
 def test_a_read_only_site_packages_falls_back_to_the_user_site(
     app: App, mirror: Mirror, wheels: dict[TinyModel, Path]
 ) -> None:
     app.lock(served(mirror, wheels, V380))
-    result = run_with_mounts([read_only(app.purelib)], app.argv(), env=app.env())
-    run = Run(result.returncode, result.stdout, result.stderr)
-    assert loads(run, V380), run.stderr
-    assert app.installed() == []
-    assert list(app.userbase.rglob(f"{MODEL}-3.8.0.dist-info")), "installed into the user site"
+    assert loads(app.run(), V380)
+    app.lock(served(mirror, wheels, V381))  # the lock moved on; site-packages holds 3.8.0 and turns read-only
+    run = app.run_read_only()
+    assert loads(run, V381), run.stderr
+    assert app.installed() == [f"{MODEL}-3.8.0.dist-info"], "the read-only site-packages is left alone"
+    assert list(app.userbase.rglob(f"{MODEL}-3.8.1.dist-info")), "installed into the user site, ahead of it"
     mark = mirror.mark()
-    assert loads(app.run(), V380) and mirror.since(mark) == [], "found there by the next process"
+    assert loads(app.run(), V381) and mirror.since(mark) == [], "found there by the next process"
 
 
 def test_a_read_only_site_packages_without_a_user_site_says_make_install(
     app: App, mirror: Mirror, wheels: dict[TinyModel, Path]
 ) -> None:
     app.lock(served(mirror, wheels, V380))
-    result = run_with_mounts([read_only(app.purelib)], app.argv(), env=app.env(PYTHONNOUSERSITE="1"))
-    assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert f"{app.purelib} is read-only" in result.stderr and "Run `make install`" in result.stderr
+    run = app.run_read_only(PYTHONNOUSERSITE="1")
+    assert run.failed_cleanly
+    assert f"{app.purelib} is read-only" in run.message and "Run `make install`" in run.message
     assert mirror.since(0) == []

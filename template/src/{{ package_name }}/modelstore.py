@@ -36,6 +36,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -234,7 +235,8 @@ def wheel_metadata(path: Path) -> email.message.Message:
 # ---- small helpers
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """The sha256 of a file's content, read in chunks."""
     digest = hashlib.sha256()
     with path.open("rb") as stream:
         while chunk := stream.read(1 << 20):
@@ -317,14 +319,31 @@ def _locked(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def _replace_through_temporary(path: Path, write: Callable[[Path], object]) -> None:
+    """write(temporary) in path's directory, then rename it to path: path is never half-written."""
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     with _writing_in(path.parent):
         try:
-            temporary.write_text(text)
+            write(temporary)
             os.replace(temporary, path)
         finally:
             temporary.unlink(missing_ok=True)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    _replace_through_temporary(path, lambda temporary: temporary.write_text(text))
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system, or links refused: a copy will do
+        shutil.copyfile(source, target)
+
+
+def _copy_read_only(source: Path, target: Path) -> None:
+    shutil.copyfile(source, target)
+    os.chmod(target, 0o444)
 
 
 # ---- progress
@@ -616,7 +635,7 @@ class ModelStore:
             status = path.stat()
         except OSError:
             return None
-        if not self._still_verified(sha256, status) and _sha256_file(path) != sha256:
+        if not self._still_verified(sha256, status) and sha256_file(path) != sha256:
             with self._lock(), contextlib.suppress(OSError):
                 if path.stat().st_ino == status.st_ino:
                     path.unlink()
@@ -685,7 +704,7 @@ class ModelStore:
                 return Fetched(found, found.name, 0, True)
             part = _Partial(partial_dir / f"{key}.part", key)
             downloaded = _download(url, part, auth or Auth.from_env(), label, timeout, attempts)
-            digest = _sha256_file(part.path)
+            digest = sha256_file(part.path)
             if sha256 and digest != sha256:
                 part.discard()
                 raise StoreError(
@@ -712,17 +731,9 @@ class ModelStore:
         entry = self.get(sha256)
         if entry is None:
             raise StoreError(f"{sha256} is not in the model cache ({self.root}): fetch it again")
-        temporary = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
         with _writing_in(dest.parent):
             dest.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                try:
-                    os.link(entry, temporary)
-                except OSError:  # another file system, or links refused: a copy will do
-                    shutil.copyfile(entry, temporary)
-                os.replace(temporary, dest)
-            finally:
-                temporary.unlink(missing_ok=True)
+        _replace_through_temporary(dest, lambda temporary: _link_or_copy(entry, temporary))
         return dest
 
     def prune(self, keep: set[str] | None = None, older_than_days: float | None = None) -> int:
@@ -782,21 +793,15 @@ class ModelStore:
         entry = self.entries / sha256
         with self._lock(), _writing_in(self.entries):
             self.entries.mkdir(parents=True, exist_ok=True)
-            if entry.exists() and _sha256_file(entry) == sha256:
+            if entry.exists() and sha256_file(entry) == sha256:
                 return entry
             os.chmod(source, 0o444)
             try:
                 os.replace(source, entry)
             except OSError as error:
-                if error.errno != errno.EXDEV:
+                if error.errno != errno.EXDEV:  # the partial is on another file system: copy it over
                     raise
-                temporary = self.entries / f".{sha256}.{os.getpid()}.tmp"
-                try:
-                    shutil.copyfile(source, temporary)
-                    os.chmod(temporary, 0o444)
-                    os.replace(temporary, entry)
-                finally:
-                    temporary.unlink(missing_ok=True)
+                _replace_through_temporary(entry, lambda temporary: _copy_read_only(source, temporary))
         return entry
 
     def _prune_partials(self, cutoff: float | None) -> int:
