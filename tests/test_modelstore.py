@@ -7,9 +7,12 @@ mount, in a private mount namespace). Nothing of modelstore is mocked.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
+import pty
+import re
 import signal
 import subprocess
 import sys
@@ -545,6 +548,24 @@ def test_progress_without_a_terminal_prints_quarters_and_a_summary(
     assert lines[0].startswith(f"Downloading {name} (") and mirror.url in lines[0]
     assert [line.split(": ")[1].split(" %")[0] for line in lines[1:4]] == ["25", "50", "75"]
     assert lines[4].startswith(f"  {name}: ") and " s (" in lines[4] and lines[4].endswith("/s)")
+
+
+def test_progress_on_a_terminal_is_one_line_redrawn(store: ms.ModelStore, mirror: Mirror, url: str) -> None:
+    mirror.fault(url, rate=400_000)  # about a second: several redraws
+    controller, terminal = pty.openpty()
+    child = subprocess.Popen(
+        [sys.executable, "-c", FETCH_SCRIPT, str(MODELSTORE), str(store.root), url], stderr=terminal
+    )
+    os.close(terminal)
+    shown = b""
+    with contextlib.suppress(OSError):  # EIO once the child has closed the terminal
+        while chunk := os.read(controller, 4096):
+            shown += chunk
+    os.close(controller)
+    assert child.wait(timeout=30) == 0
+    redraws = [part for part in shown.decode().split("\r\x1b[K") if " left" in part]
+    assert len(redraws) >= 2 and all("\n" not in part for part in redraws), shown
+    assert re.fullmatch(r"  \S+: [\d.]+ KB / [\d.]+ KB, [\d.]+ [KM]B/s, \d+ s left", redraws[-1])
 
 
 def test_the_mirror_helpers_keep_their_old_interface(wheels: dict[str, Path]) -> None:
