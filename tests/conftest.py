@@ -1,33 +1,39 @@
-"""Session fixtures: model wheels, the local mirror, one rendering and one installed project.
+"""Session fixtures: model wheels, the local mirror, the tools venv, one rendering and installed projects.
 
-Expensive things are built once per run and copied per test (see STYLE.md,
-"render once per test run, copy per test"): the model wheels (cached across
-runs under build/test-cache), the mirror server, a default rendering and a
-project whose `make install` has run, so other tests start from its lock.
+Expensive things are built once per run and copied per test (STYLE.md, "render
+once per test run, copy per test"): the model wheels (cached across runs under
+build/test-cache), the mirror server, the tools venv every project shares
+(TOOLS), a default rendering, and one installed project per installer, whose
+lock and build/ later tests reuse. The machine's model cache is a temporary
+one per session (NLP_MODELS_CACHE); a test that counts downloads gets its own.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.support.mirror import Mirror, MirrorServer
-from tests.support.project import MakeResult, copy_project, make, render
-from tests.support.wheels import TinyModel, build_real_sm, build_tiny
+from tests.support.project import REPO, MakeResult, copy_project, make, render
+from tests.support.wheels import CACHE_DIR, TinyModel, build_real_sm, build_tiny
 
 TINY_MODELS = {
     "md-3.8.0": TinyModel("en_core_web_md", "3.8.0"),
     "md-3.8.1": TinyModel("en_core_web_md", "3.8.1"),
     "sm-3.7.1": TinyModel("en_core_web_sm", "3.7.1", spacy_range=">=3.7.0,<3.8.0"),
 }
+INSTALLERS = ["pip-tools", "uv"]
 
 
 @pytest.fixture(autouse=True, scope="session")
 def isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Shield the suite from the developer's git and copier settings."""
+    """Shield the suite from the developer's git, copier and cache settings."""
     home = tmp_path_factory.mktemp("config")
     gitconfig = home / "gitconfig"
     gitconfig.write_text("[user]\n\tname = Test\n\temail = test@example.invalid\n[init]\n\tdefaultBranch = main\n")
@@ -37,8 +43,31 @@ def isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["COPIER_SETTINGS_PATH"] = str(settings)
     for name in [n for n in os.environ if n.startswith("GIT_") and n != "GIT_CONFIG_GLOBAL"]:
         del os.environ[name]
-    for name in ("OFFLINE", "VENV", "PYTHON", "IMAGE", "SPACY_MODELS_URL", "GITHUB_TOKEN", "MAKEFLAGS"):
+    for name in ("OFFLINE", "VENV", "PYTHON", "IMAGE", "SPACY_MODELS_URL", "SPACY_MODELS_API", "SPACY_MODELS_INDEX",
+                 "GITHUB_TOKEN", "HF_TOKEN", "HF_ENDPOINT", "MAKEFLAGS", "INSTALLER", "PLATFORM", "VERBOSE",
+                 "NLP_MODELS_AUTO_INSTALL"):  # fmt: skip
         os.environ.pop(name, None)
+    os.environ["NLP_MODELS_CACHE"] = str(tmp_path_factory.mktemp("model-cache"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def shared_tools(isolated_environment: None) -> Path:
+    """One tools venv (pip-tools, uv, packaging) for every project of the run, exported as TOOLS."""
+    tools = CACHE_DIR / f"tools-py{sys.version_info[0]}{sys.version_info[1]}"
+    requirements = REPO / "template" / "scripts" / "tools.txt"
+    subprocess.run(
+        [sys.executable, str(REPO / "template" / "scripts" / "bootstrap.py"), str(tools),
+         "--requirements", str(requirements), "--python-version", f"{sys.version_info[0]}.{sys.version_info[1]}"],
+        check=True,
+    )  # fmt: skip
+    os.environ["TOOLS"] = str(tools)
+    return tools
+
+
+@pytest.fixture
+def fresh_cache(tmp_path: Path) -> dict[str, str]:
+    """make variables for an empty machine-wide model cache: what a new machine has."""
+    return {"NLP_MODELS_CACHE": str(tmp_path / "model-cache")}
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +79,7 @@ def wheels() -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def mirror(wheels: dict[str, Path]) -> Mirror:
+def mirror(wheels: dict[str, Path]) -> Iterator[Mirror]:
     """GitHub-shaped downloads of every wheel, served on 127.0.0.1."""
     served = Mirror()
     with MirrorServer(served):
@@ -70,30 +99,54 @@ class Installed:
     """A project after its first `make install`, and what that run did."""
 
     path: Path
+    installer: str
     result: MakeResult
     requests: list
 
-    @property
-    def tools(self) -> Path:
-        return self.path / "build" / "tools"
+
+class InstalledProjects:
+    """One installed project per installer, made the first time a test asks for it."""
+
+    def __init__(self, factory: pytest.TempPathFactory, rendered: Path, mirror: Mirror) -> None:
+        self.factory, self.rendered, self.mirror = factory, rendered, mirror
+        self.done: dict[str, Installed] = {}
+
+    def get(self, installer: str) -> Installed:
+        if installer not in self.done:
+            project = copy_project(self.rendered, self.factory.mktemp(f"installed-{installer}") / "proj")
+            cache = {"NLP_MODELS_CACHE": str(self.factory.mktemp(f"cache-{installer}"))}
+            mark = self.mirror.mark()
+            result = make(project, "install", f"INSTALLER={installer}", env=cache)
+            self.done[installer] = Installed(project, installer, result, self.mirror.since(mark))
+        return self.done[installer]
 
 
 @pytest.fixture(scope="session")
-def installed(tmp_path_factory: pytest.TempPathFactory, rendered: Path, mirror: Mirror) -> Installed:
-    """`make install` on a fresh rendering: the real first run (lock, wheelhouse, sync)."""
-    project = copy_project(rendered, tmp_path_factory.mktemp("installed") / "proj")
-    mark = mirror.mark()
-    result = make(project, "install")
-    return Installed(project, result, mirror.since(mark))
+def installed_projects(tmp_path_factory: pytest.TempPathFactory, rendered: Path, mirror: Mirror) -> InstalledProjects:
+    return InstalledProjects(tmp_path_factory, rendered, mirror)
+
+
+@pytest.fixture(scope="session")
+def installed(installed_projects: InstalledProjects) -> Installed:
+    """`make install` on a fresh rendering with the default installer (pip-tools): the real first run."""
+    return installed_projects.get("pip-tools")
+
+
+@pytest.fixture(params=INSTALLERS)
+def installer(request: pytest.FixtureRequest) -> str:
+    """For tests about locking, installing, credentials and images: each runs once per installer."""
+    return request.param
+
+
+@pytest.fixture
+def installed_with(installer: str, installed_projects: InstalledProjects) -> Installed:
+    return installed_projects.get(installer)
 
 
 @pytest.fixture
 def project(tmp_path: Path, installed: Installed) -> Path:
-    """A copy of the installed project without its venvs: its lock and build/ are reused."""
+    """A copy of the installed project without its venv: its lock and build/ are reused."""
     return copy_project(installed.path, tmp_path / "proj")
 
 
-@pytest.fixture
-def shared_tools(installed: Installed) -> dict[str, str]:
-    """make variables that reuse the installed project's pip-tools venv instead of making one."""
-    return {"TOOLS": str(installed.tools)}
+FAST = {"INSTALLER": "uv"}  # for tests not about the installer: the same lock, installed in a second
