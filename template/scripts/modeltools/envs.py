@@ -61,7 +61,8 @@ def _make(settings: Settings, directory: Path, requirements: Path, *, job: str, 
         command += ["--find-links", str(find_links)]
     if settings.offline:
         command += ["--offline", "--no-index"]
-    run_tool([*command, "--requirement", str(requirements)], what=f"installing {requirements.name} into {directory}",
+    command += [str(requirements)] if locked else ["--requirement", str(requirements)]
+    run_tool(command, what=f"installing {requirements.name} into {directory}",
              env=env, redact=settings.redact, fix=fix)  # fmt: skip
 
 

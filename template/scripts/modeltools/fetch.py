@@ -16,7 +16,7 @@ from packaging.utils import NormalizedName, canonicalize_name, parse_wheel_filen
 from packaging.version import Version
 
 from modeltools.errors import UserError
-from modeltools.files import describe_os_error, write_atomic
+from modeltools.files import describe_os_error, sha256_of, write_atomic
 from modeltools.inputs import WheelSource
 from modeltools.settings import Settings
 from modeltools.store import StoreError, mask
@@ -33,6 +33,10 @@ class Expected:
     sha256: str
     reason: str
     fix: str
+    version: Version | None = None  # set for a Hub file, whose name gives no version: the hash binds that version only
+
+    def binds(self, version: Version) -> bool:
+        return self.version is None or self.version == version
 
 
 def wheels_in_build(build: Path) -> dict[tuple[NormalizedName, Version], Path]:
@@ -53,13 +57,14 @@ def expectation(source: WheelSource, locked: dict[NormalizedName, tuple[str, str
         return Expected(source.sha256, f"the #sha256= of {source.where}", "fix the #sha256= or the URL")
     name, version = expected_identity(source.filename, source.where)
     pinned = locked.get(name)
-    if pinned and not upgrade and version is not None and pinned[0] == str(version):
-        return Expected(
-            pinned[1],
-            f"requirements.txt, which locked {name}=={version} with another file",
-            "if the new file is the one you want, run make upgrade to lock it",
-        )
-    return None
+    if not pinned or upgrade or (version is not None and pinned[0] != str(version)):
+        return None
+    return Expected(
+        pinned[1],
+        f"requirements.txt, which locked {name}=={pinned[0]} with another file",
+        "if the new file is the one you want, run make upgrade to lock it",
+        version=Version(pinned[0]) if version is None else None,
+    )
 
 
 def hub_note(url: str, hub_endpoint: str) -> str | None:
@@ -77,22 +82,31 @@ def hub_note(url: str, hub_endpoint: str) -> str | None:
 def fetch_model(settings: Settings, source: WheelSource, expected: Expected | None) -> ModelWheel:
     """The wheel of one source in build/, under its PEP 427 name, checked."""
     name, version = expected_identity(source.filename, source.where)
+    check_offered_hash(source, expected)
     build = settings.paths.build
-    present = wheels_in_build(build).get((name, version)) if version is not None else None
+    wanted = version if version is not None else expected.version if expected else None
+    present = wheels_in_build(build).get((name, wanted)) if wanted is not None else None
     if present is None and version is None:
         known = settings.store.sha256_for_url(source.url)
         present = next((p for p in build.glob("*.whl") if known and settings.hashes.sha256(p) == known), None)
     if present is not None:
-        check_hash(settings, present, expected)
+        check_hash(settings, present, expected, f"build/{present.name}")
         wheel = read_model_wheel(present)
         check_identity(wheel, name, version, source.where)
         return wheel
     if source.local:
         return _copy_local(settings, source, name, version, expected)
+
+    def check(path: Path) -> None:
+        wheel = read_model_wheel(path)
+        check_identity(wheel, name, version, source.where)
+        if version is None and expected is not None and expected.binds(wheel.version):
+            check_hash(settings, path, expected, f"{source.where}: the file")
+
     try:
         fetched = settings.store.fetch(
-            source.url, sha256=expected.sha256 if expected else None, partial_dir=settings.paths.partial,
-            check=lambda path: check_identity(read_model_wheel(path), name, version, source.where),
+            source.url, sha256=expected.sha256 if expected and version is not None else None,
+            partial_dir=settings.paths.partial, check=check,
             auth=settings.auth, label=source.filename, offline=settings.offline,
         )  # fmt: skip
     except StoreError as error:
@@ -106,16 +120,29 @@ def fetch_model(settings: Settings, source: WheelSource, expected: Expected | No
     return read_model_wheel(target)
 
 
-def check_hash(settings: Settings, path: Path, expected: Expected | None) -> None:
-    """A file in build/ that does not hash to what it must is refused, with the command that fixes it."""
+def check_hash(settings: Settings, path: Path, expected: Expected | None, what: str) -> None:
+    """A file that does not hash to what it must is refused, with the command that fixes it."""
     if expected is None:
         return
-    actual = settings.hashes.sha256(path)
+    actual = settings.hashes.sha256(path) if path.parent == settings.paths.build else sha256_of(path)
     if actual != expected.sha256:
+        if what.startswith("build/"):
+            cause = f"it changed after it was fetched. Delete it (rm {what}) and run make install to fetch it again;"
+        else:
+            cause = "its source now serves another file, and nothing was kept;"
         raise UserError(
-            f"build/{path.name} does not match {expected.reason} (sha256 {expected.sha256[:12]}… expected, "
-            f"{actual[:12]}… found): it changed after it was fetched. Delete it (rm build/{path.name}) and run "
-            f"make install to fetch it again; {expected.fix}"
+            f"{what} does not match {expected.reason} (sha256 {expected.sha256[:12]}… expected, "
+            f"{actual[:12]}… found): {cause} {expected.fix}"
+        )
+
+
+def check_offered_hash(source: WheelSource, expected: Expected | None) -> None:
+    """A links page or index that offers the locked version with another hash: refused before a byte is fetched."""
+    if expected is not None and expected.version is None and source.sha256 and source.sha256 != expected.sha256:
+        raise UserError(
+            f"{source.where}: the index offers this file with sha256 {source.sha256[:12]}…, but {expected.reason} "
+            f"(sha256 {expected.sha256[:12]}…): it was replaced after it was locked, so nothing was downloaded. "
+            f"Have the original restored there; {expected.fix}"
         )
 
 
@@ -126,7 +153,7 @@ def _copy_local(
     path = Path(urllib.parse.unquote(urllib.parse.urlsplit(source.url).path))
     if not path.is_file():
         raise UserError(f"{source.where}: {path} does not exist: fix the path, or run make package if it is yours")
-    check_hash(settings, path, expected)
+    check_hash(settings, path, expected, str(path))
     wheel = read_model_wheel(path)
     check_identity(wheel, name, version, source.where)
     target = settings.paths.build / wheel.filename
