@@ -71,7 +71,14 @@ def test_the_lock_pins_everything_by_hash_and_names_no_source(installed_with: In
     assert len(requirement_lines) > 30
     for line in requirement_lines:
         assert re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*==\S+( ; .+)? \\$", line), f"not an exact pin with hashes: {line}"
-    for forbidden in ("file:", "--find-links", "--index-url", "--extra-index-url", "127.0.0.1", str(installed_with.path)):
+    for forbidden in (
+        "file:",
+        "--find-links",
+        "--index-url",
+        "--extra-index-url",
+        "127.0.0.1",
+        str(installed_with.path),
+    ):
         assert forbidden not in lock
     models = lock[lock.index("# Models:") :]
     wheel = installed_with.path / "build" / SM_WHEEL
@@ -139,7 +146,9 @@ def test_editing_the_model_list_updates_exactly_what_changed(project: Path, mirr
     make(project, "install", env=FAST)
     assert mirror.since(mark) == []
     assert "en_core_web_md" not in pinned((project / "requirements.txt").read_text())
-    entry_points = "from importlib import metadata; print(sorted(e.name for e in metadata.entry_points(group='spacy_models')))"
+    entry_points = (
+        "from importlib import metadata; print(sorted(e.name for e in metadata.entry_points(group='spacy_models')))"
+    )
     assert venv_python(project, entry_points).strip() == "['en_core_web_sm']"
 
 
@@ -206,6 +215,7 @@ def test_a_failed_download_names_the_url_and_leaves_build_alone(
 ) -> None:
     url = url.format(mirror=mirror.url)
     (project / "requirements-model.in.url").write_text(url + "\n")
+
     def files() -> list[str]:
         return sorted(p.name for p in (project / "build").iterdir() if p.name != ".partial")
 
