@@ -140,9 +140,9 @@ def check_offered_hash(source: WheelSource, expected: Expected | None) -> None:
     """A links page or index that offers the locked version with another hash: refused before a byte is fetched."""
     if expected is not None and expected.version is None and source.sha256 and source.sha256 != expected.sha256:
         raise UserError(
-            f"{source.where}: the index offers this file with sha256 {source.sha256[:12]}…, but {expected.reason} "
-            f"(sha256 {expected.sha256[:12]}…): it was replaced after it was locked, so nothing was downloaded. "
-            f"Have the original restored there; {expected.fix}"
+            f"{source.where}: the index now offers this file with sha256 {source.sha256[:12]}…, not the "
+            f"{expected.sha256[:12]}… of {expected.reason}: it was replaced after it was locked, so nothing was "
+            f"downloaded. Have the original restored there; {expected.fix}"
         )
 
 

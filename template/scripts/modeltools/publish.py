@@ -3,12 +3,13 @@
 Every model the project lists (downloaded, packaged from pipelines/, from the
 Hub) is uploaded once. The index's own page for each model (PEP 503, read from
 SPACY_MODELS_INDEX, else TWINE_REPOSITORY_URL's /simple) is read first: a file
-it already holds with the same sha256 is skipped, and one with the same name
-and version but other bytes stops everything before a byte is sent, since a
-version is published once. twine runs from $(TOOLS)/envs/twine (scripts/publish.txt,
-hash-locked) and reads TWINE_REPOSITORY_URL, TWINE_USERNAME and TWINE_PASSWORD
-from the environment make exports from .env: no credential is on a command line
-or in the output.
+it already holds with the same sha256 is skipped (twine's --skip-existing works
+with PyPI only), and one with the same name and version but other bytes stops
+everything before a byte is sent, since a version is published once.
+
+twine runs from $(TOOLS)/envs/twine (scripts/publish.txt, hash-locked) and
+reads TWINE_REPOSITORY_URL, TWINE_USERNAME and TWINE_PASSWORD from its
+environment: no credential is on a command line or in the output.
 """
 
 from __future__ import annotations
@@ -40,12 +41,13 @@ def publish(settings: Settings) -> None:
     hashes = {wheel.filename: settings.hashes.sha256(wheel.path) for wheel in wheels}
     states = index_states(settings, index, wheels, hashes)
     refuse_other_content(states, wheels, hashes, index)
-    uploads = [wheel for wheel in wheels if states[wheel.filename] != SAME]
+    uploads = [wheel for wheel in wheels if states[wheel.filename] == ABSENT]
     for wheel in wheels:
         if states[wheel.filename] == SAME:
             print(f"publish: {wheel.filename} is already on the index, same sha256; skipped", flush=True)
         elif states[wheel.filename] == UNKNOWN:
-            print(f"publish: the index lists {wheel.filename} without a sha256: twine leaves it as it is", flush=True)
+            print(f"publish: the index lists {wheel.filename} without a sha256, so it cannot be compared: skipped",
+                  flush=True)  # fmt: skip
     if uploads:
         upload(settings, [wheel.path for wheel in uploads])
         after = index_states(settings, index, uploads, hashes)
@@ -56,12 +58,17 @@ def publish(settings: Settings) -> None:
                 f"twine uploaded {', '.join(missing)}, but {mask(index)} does not list it: point "
                 "SPACY_MODELS_INDEX at the simple URL of the index TWINE_REPOSITORY_URL uploads to"
             )
-    print(f"publish: {len(uploads)} uploaded, {len(wheels) - len(uploads)} already there; every model of the "
-          f"project is on {mask(index)} with the sha256 requirements.txt pins", flush=True)  # fmt: skip
+    print(f"publish: {len(uploads)} uploaded, {len(wheels) - len(uploads)} already there: {mask(index)} holds "
+          "every model of the project, each with the sha256 of its build/ file", flush=True)  # fmt: skip
+
+
+def credentials(settings: Settings) -> dict[str, str]:
+    """TWINE_* as make exports them, else as .env sets them (the helper may run outside make)."""
+    return {name: settings.get(name) or settings.env_values.get(name, "").strip() for name in CREDENTIALS}
 
 
 def require_credentials(settings: Settings) -> None:
-    missing = [name for name in CREDENTIALS if not settings.get(name)]
+    missing = [name for name, value in credentials(settings).items() if not value]
     if missing:
         raise UserError(
             f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: set TWINE_REPOSITORY_URL (the "
@@ -73,7 +80,7 @@ def team_index(settings: Settings) -> str:
     """The index's PEP 503 simple URL: SPACY_MODELS_INDEX, else TWINE_REPOSITORY_URL's /simple (pypiserver's)."""
     index = settings.models_index
     if not index:
-        upload_url = settings.get("TWINE_REPOSITORY_URL").rstrip("/")
+        upload_url = credentials(settings)["TWINE_REPOSITORY_URL"].rstrip("/")
         index = upload_url.removesuffix("/legacy") + "/simple"
     try:
         with open_url(index + "/", auth=settings.auth, timeout=60):
@@ -124,11 +131,12 @@ def upload(settings: Settings, files: list[Path]) -> None:
     requirements = settings.paths.root / "scripts" / "publish.txt"
     python = envs.job_env(settings, "twine", requirements, job="make publish", locked=True)
     secrets = [value for _, value in envfile.secret_values(settings.env_values)]
-    redact = Redactor([*secrets, settings.get("TWINE_PASSWORD")])
-    env = {**settings.environ, "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"}
+    twine = credentials(settings)
+    redact = Redactor([*secrets, twine["TWINE_PASSWORD"]])
+    env = {**settings.environ, **twine, "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"}
     print(f"publish: uploading {len(files)} model wheels with twine", flush=True)
     run_tool(
-        [str(python), "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar", "--skip-existing",
+        [str(python), "-m", "twine", "--no-color", "upload", "--non-interactive", "--disable-progress-bar",
          *(str(path) for path in files)],
         what="twine upload", env=env, redact=redact,
         fix="Check TWINE_REPOSITORY_URL, TWINE_USERNAME and TWINE_PASSWORD in .env (twine names what was refused)",

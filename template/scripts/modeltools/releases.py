@@ -205,6 +205,7 @@ def index_links(settings: Settings, names: Iterable[str]) -> list[ModelLink]:
         try:
             with open_url(url, auth=settings.auth, timeout=60) as response:
                 page = response.read(20_000_000).decode("utf-8", errors="replace")
+                final = response.geturl()
         except urllib.error.HTTPError as error:
             if error.code == 404:
                 continue
@@ -215,10 +216,18 @@ def index_links(settings: Settings, names: Iterable[str]) -> list[ModelLink]:
             raise UserError(
                 f"the team index failed: cannot reach {mask(url)} ({error}): check SPACY_MODELS_INDEX"
             ) from None
+        if _site(final) != _site(url):  # e.g. pypiserver's fallback to PyPI: not the team's file, maybe a squatter's
+            print(f"links: the team index sends {name} to {_site(final)[1]}, another host: left out", flush=True)
+            continue
         links += [
-            ModelLink(link.filename, _without_userinfo(link.url), link.sha256) for link in links_in_page(page, url)
+            ModelLink(link.filename, _without_userinfo(link.url), link.sha256) for link in links_in_page(page, final)
         ]
     return links
+
+
+def _site(url: str) -> tuple[str, str]:
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.rpartition("@")[2].lower()
 
 
 def _without_userinfo(url: str) -> str:
