@@ -68,9 +68,11 @@ def cache_info(settings: Settings) -> None:
 
 def cache_prune(settings: Settings) -> None:
     store, keep, days = settings.store, pinned_here(settings), max_age_days(settings)
-    before = {entry.sha256 for entry in store.info()}
+    before = {entry.sha256: entry.size for entry in store.info()}
     freed = store.prune(keep, older_than_days=days)
     after = {entry.sha256 for entry in store.info()}
-    kept_here = len(after & keep)
-    print(f"cache-prune: removed {len(before - after)} model wheels unused for {days:g} days "
-          f"({human_size(freed)} freed); kept {len(after)}, {kept_here} of them pinned by this project")  # fmt: skip
+    removed = sum(size for sha256, size in before.items() if sha256 not in after)
+    linked = f"; {human_size(removed - freed)} stay linked from projects' build/" if removed > freed else ""
+    print(f"cache-prune: removed {len(before.keys() - after)} model wheels unused for {days:g} days "
+          f"({human_size(freed)} freed{linked}); kept {len(after)}, {len(after & keep)} of them pinned by "
+          "this project")  # fmt: skip
