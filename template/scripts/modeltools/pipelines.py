@@ -149,6 +149,8 @@ def package(settings: Settings) -> None:
     """Package every pipeline that changed; record each; mark build/pipelines/.packaged for make."""
     paths = settings.paths
     with project_lock(paths.build):
+        for stale in paths.build.glob(".stage-*"):  # left by a packaging that was killed
+            shutil.rmtree(stale, ignore_errors=True)
         directories = pipeline_dirs(paths.pipelines)
         for directory in directories:
             package_one(settings, read_pipeline(directory))
@@ -171,9 +173,8 @@ def package_one(settings: Settings, pipeline: Pipeline) -> None:
     try:
         built = build_wheel(settings, pipeline, stage)
         sha256 = settings.hashes.sha256(built)
-        check_against_lock(settings, pipeline, sha256)
-        target = settings.paths.build / pipeline.filename
-        os.replace(built, target)
+        check_version_is_new(settings, pipeline, sha256)
+        os.replace(built, settings.paths.build / pipeline.filename)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     record = Record(digest, pipeline.filename, sha256)
@@ -190,12 +191,23 @@ def raise_not_bumped(pipeline: Pipeline, since: str) -> None:
     )
 
 
-def check_against_lock(settings: Settings, pipeline: Pipeline, sha256: str) -> None:
-    """A fresh clone's wheel must be the file requirements.txt locked for that version, byte for byte."""
+def check_version_is_new(settings: Settings, pipeline: Pipeline, sha256: str) -> None:
+    """Other bytes under a version already locked, or already in build/, mean the version was not bumped.
+
+    This is what stops a fresh clone (no record yet) whose pipeline changed:
+    reproducible packaging gives the very file requirements.txt locked, or another version.
+    """
     lock = lockfile.read(settings.paths.lock)
     entry = lock.by_name().get(canonicalize_name(pipeline.model)) if lock else None
-    if entry is not None and entry.version == str(pipeline.version) and f"sha256:{sha256}" not in entry.hashes:
-        raise_not_bumped(pipeline, f"requirements.txt locked {pipeline.model}=={pipeline.version}")
+    if entry is not None and entry.version == str(pipeline.version):
+        if f"sha256:{sha256}" not in entry.hashes:
+            raise_not_bumped(pipeline, f"requirements.txt locked {pipeline.model}=={pipeline.version}")
+        return
+    record = read_record(settings, pipeline.directory)
+    existing = settings.paths.build / pipeline.filename
+    rebuilt = record is not None and record.sha256 == sha256  # the recorded content again: a changed file is replaced
+    if existing.is_file() and not rebuilt and settings.hashes.sha256(existing) != sha256:
+        raise_not_bumped(pipeline, f"build/{pipeline.filename} was packaged")
 
 
 def forget_removed(settings: Settings, directories: list[Path]) -> None:
