@@ -81,6 +81,7 @@ def test_make_install_packages_locks_and_loads_the_pipeline(packaged: Packaged) 
         "    # via -r requirements-model.in",
     ], "the packaged model is locked with the hash of its build/ file only"
     assert entities(project, "Acme hires") == [("Acme", LABEL)]
+    assert sha256(project / "build" / "wheels" / WHEEL) == sha256(wheel), "the image's wheelhouse holds it too"
 
     before = wheel.stat().st_mtime_ns
     assert make(project, "-q", "install", check=False).returncode == 0, "a warm install has nothing to do"
@@ -138,6 +139,24 @@ def test_a_changed_pipeline_needs_a_new_version_and_no_index_can_serve_it(
     assert asked, "the resolver did read the squatted index (for the other packages)"
     assert not [path for path in asked if "acme" in path], "but never asked it for the model"
     assert entities(project, "Acme and Globex") == [("Acme", LABEL), ("Globex", LABEL)]
+
+
+def test_a_changed_packaged_wheel_is_rebuilt_by_the_command_the_error_names(packaged: Packaged, tmp_path: Path) -> None:
+    project = copy_project(packaged.path, tmp_path / "proj")
+    env = {**FAST, "NLP_MODELS_CACHE": str(tmp_path / "cache")}
+    wheel = project / "build" / WHEEL
+    data = bytearray(wheel.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    wheel.unlink()  # its own inode: the fixture's hard-linked file stays as it was
+    wheel.write_bytes(bytes(data))
+    refused = make(project, "install", env=env, check=False)
+    assert refused.returncode != 0 and "Traceback" not in refused.output
+    assert f"build/{WHEEL} is missing or changed since make package built it: run make package" in refused.stderr
+
+    make(project, "package", env=env)
+    make(project, "install", env=env)
+    assert sha256(wheel) == sha256(packaged.path / "build" / WHEEL)
+    assert entities(project, "Acme") == [("Acme", LABEL)]
 
 
 def test_a_meta_json_without_a_version_is_named(rendered: Path, tmp_path: Path) -> None:

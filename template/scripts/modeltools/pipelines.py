@@ -135,9 +135,15 @@ def packaged(settings: Settings) -> list[ModelWheel]:
     wheels = []
     for directory in pipeline_dirs(settings.paths.pipelines):
         pipeline = read_pipeline(directory)
-        wheel = current_wheel(settings, pipeline, content_digest(settings, directory))
+        digest = content_digest(settings, directory)
+        wheel = current_wheel(settings, pipeline, digest)
         if wheel is None:
-            raise UserError(f"{pipeline.label} changed since it was packaged (or never was): run make package")
+            record = read_record(settings, directory)
+            if record is not None and (record.digest, record.wheel) == (digest, pipeline.filename):
+                what = f"build/{pipeline.filename} is missing or changed since make package built it"
+            else:
+                what = f"{pipeline.label} changed since it was packaged (or never was)"
+            raise UserError(f"{what}: run make package (make install runs it when pipelines/ changed)")
         wheels.append(read_model_wheel(wheel))
     return wheels
 
