@@ -98,6 +98,7 @@ class Mirror:
     hub_token: str | None = None  # when set, the Hub route wants "Bearer <token>"
     redirects: dict[str, tuple[str, int]] = field(default_factory=dict)  # path -> (target URL, status)
     faults: dict[str, Fault] = field(default_factory=dict)  # path -> how it misbehaves
+    routes: dict[str, tuple[bytes, str, bool]] = field(default_factory=dict)  # path -> (body, type, endless)
     requests: list[Request] = field(default_factory=list)
     url: str = ""
     cdn_url: str = ""  # the second server: another origin
@@ -138,6 +139,11 @@ class Mirror:
     def add_redirect(self, path: str, target: str, status: int = 302) -> str:
         """Answer requests for path (on either server) with a redirect to target; returns the URL on `url`."""
         self.redirects[path] = (target, status)
+        return f"{self.url}{path}"
+
+    def add_route(self, path: str, body: bytes, content_type: str, endless_next: bool = False) -> str:
+        """Answer path with this body (a hostile API, say); endless_next adds a Link: rel=next to page+1 forever."""
+        self.routes[path] = (body, content_type, endless_next)
         return f"{self.url}{path}"
 
     def fault(self, url_or_path: str, **settings: object) -> Fault:
@@ -203,6 +209,8 @@ class Handler(BaseHTTPRequestHandler):
         if path in mirror.redirects:
             target, status = mirror.redirects[path]
             status = self._send(status, b"", headers={"Location": target})
+        elif path in mirror.routes:
+            status = self._route(mirror, path)
         elif HUB_PATH.fullmatch(path):
             status = self._hub(mirror, path)
         else:
@@ -215,6 +223,12 @@ class Handler(BaseHTTPRequestHandler):
                 self.connection.shutdown(socket.SHUT_RDWR)
 
     # ---- routes: each sends its answer and returns the status
+
+    def _route(self, mirror: Mirror, path: str) -> int:
+        body, content_type, endless = mirror.routes[path]
+        page = int(urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query).get("page", ["1"])[0])
+        headers = {"Link": f'<{mirror.url}{path}?page={page + 1}>; rel="next"'} if endless else {}
+        return self._send(200, body, content_type, headers)
 
     def _download(self, mirror: Mirror, path: str) -> int:
         wheel = mirror.downloads.get(urllib.parse.unquote(path[len("/download/") :]))

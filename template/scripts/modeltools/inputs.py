@@ -42,6 +42,10 @@ class WheelSource:
         return expected_identity(self.filename, self.where)[0]
 
     @property
+    def display_name(self) -> str:
+        return self.filename.split("-", 1)[0]
+
+    @property
     def local(self) -> bool:
         return self.url.startswith("file:")
 
@@ -56,6 +60,10 @@ class RangeSource:
     @property
     def name(self) -> NormalizedName:
         return canonicalize_name(self.requirement.name)
+
+    @property
+    def display_name(self) -> str:
+        return self.requirement.name
 
 
 def strip_comment(line: str) -> str:
@@ -128,7 +136,8 @@ def check_unique(sources: Iterable[WheelSource | RangeSource | ModelWheel]) -> N
     for source in sources:
         where = source.where if not isinstance(source, ModelWheel) else f"pipelines ({source.path.name})"
         if source.name in seen:
-            raise UserError(f"{where}: {source.name} is already listed at {seen[source.name]}; list each model once")
+            shown = source.display_name
+            raise UserError(f"{where}: {shown} is already listed at {seen[source.name]}; list each model once")
         seen[source.name] = where
 
 

@@ -165,10 +165,12 @@ def inputs_digest(files: Iterable[Path], model_hashes: Mapping[str, str], python
 
 def changes(old: Lock | None, new: Lock) -> list[str]:
     """'name: old -> new' for every package whose pinned version moved, appeared or left."""
+    entries = [*(old.entries if old else []), *new.entries]
+    shown = {entry.name: entry.parsed.name for entry in entries}
     before = {e.name: e.version for e in old.entries} if old else {}
     after = {e.name: e.version for e in new.entries}
     return [
-        f"  {name}: {before.get(name, '(new)')} -> {after.get(name, '(removed)')}"
+        f"  {shown[name]}: {before.get(name, '(new)')} -> {after.get(name, '(removed)')}"
         for name in sorted(before.keys() | after.keys())
         if before.get(name) != after.get(name)
     ]

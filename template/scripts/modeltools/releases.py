@@ -134,7 +134,7 @@ class ReleasesClient:
         if cached and cached.get("etag"):
             headers["If-None-Match"] = cached["etag"]
         try:
-            with open_url(url, auth=self.settings.auth, headers=headers, timeout=60) as response:
+            with open_url(url, auth=self.settings.api_auth, headers=headers, timeout=60) as response:
                 body = json.loads(response.read(50_000_000))
                 page = {
                     "etag": response.headers.get("ETag"),

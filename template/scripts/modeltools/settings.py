@@ -159,7 +159,12 @@ class Settings:
 
     @cached_property
     def auth(self) -> Auth:
-        """Credentials by origin: GITHUB_TOKEN for the releases API only, HF_TOKEN for the Hub only."""
+        """Credentials for downloads, by origin: HF_TOKEN for the Hub only, a URL's user-info for its own host."""
+        return Auth.from_env(self.environ)
+
+    @cached_property
+    def api_auth(self) -> Auth:
+        """Credentials for the releases API: GITHUB_TOKEN, sent to the API alone (never to a download)."""
         token = self.get("GITHUB_TOKEN")
         return Auth.from_env(self.environ, extra={self.models_api: token} if token else None)
 
