@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Installed
+from tests.conftest import FAST, Installed
 from tests.support.mirror import Mirror
 from tests.support.project import make, render, venv_python
 from tests.support.wheels import build_plain_wheel
@@ -34,7 +34,7 @@ def private_source(mirror: Mirror, tmp_path_factory: pytest.TempPathFactory) -> 
 def seeded_project(tmp_path: Path, installed: Installed, mirror: Mirror, **answers: object) -> Path:
     """A new rendering that reuses the installed project's downloads and lock (to resolve faster)."""
     project = render(tmp_path / "proj", spacy_models_url=mirror.download_base, **answers)
-    shutil.copytree(installed.path / "build", project / "build", ignore=shutil.ignore_patterns("tools"))
+    shutil.copytree(installed.path / "build", project / "build", ignore=shutil.ignore_patterns("tools", ".lock"))
     lock = project / "requirements.txt"
     shutil.copyfile(installed.path / "requirements.txt", lock)
     os.utime(lock, (0, 0))  # older than requirements.in, so make compiles it again (from these pins)
@@ -80,25 +80,26 @@ class CommandLineWatcher:
 
 
 def test_prodigy_is_locked_and_installed_and_the_key_never_appears(
-    prodigy_project: Path, private_source: Mirror, shared_tools: dict
+    prodigy_project: Path, private_source: Mirror, installer: str
 ) -> None:
+    settings = {"INSTALLER": installer}
     project = prodigy_project
     (project / ".env").write_text(prodigy_env(private_source, KEY))
     assert "prodigy>=1.15,<2" in (project / "requirements.in").read_text()
     mark = private_source.mark()
     with CommandLineWatcher(KEY) as watcher:
-        results = [make(project, "install", env=shared_tools)]
+        results = [make(project, "install", env=settings)]
     assert watcher.seen == [], "the key showed on a process command line"
     assert venv_python(project, "import prodigy; print(prodigy.__version__)").strip() == "1.15.5"
     private = [r for r in private_source.since(mark) if r.path.startswith("/private/")]
-    assert private and all(r.status == 200 for r in private)
+    assert private and all(r.status == 200 for r in private if r.authorization)  # uv may ask once without
 
     (project / "requirements.in").touch()
     results += [
-        make(project, "-n", "install", env=shared_tools),
-        make(project, "--debug", "install", env=shared_tools),
+        make(project, "-n", "install", env=settings),
+        make(project, "--debug", "install", env=settings),
         make(project, "check-secrets"),
-        make(project, "wheelhouse", env=shared_tools),
+        make(project, "wheelhouse", env=settings),
     ]
     for result in results:
         assert KEY not in result.output, f"the key leaked into the output of {result.command}"
@@ -113,41 +114,40 @@ def test_prodigy_is_locked_and_installed_and_the_key_never_appears(
         assert KEY.encode() not in (project / name).read_bytes(), f"the key is in the tracked file {name}"
 
 
-def test_a_missing_env_file_names_the_variable_before_pip_runs(prodigy_project: Path, shared_tools: dict) -> None:
+def test_a_missing_env_file_names_the_variable_before_pip_runs(prodigy_project: Path) -> None:
     os.remove(prodigy_project / ".env")
-    result = make(prodigy_project, "install", env=shared_tools, check=False)
+    result = make(prodigy_project, "install", env=FAST, check=False)
     assert result.returncode != 0
     assert ".env is missing, and PRODIGY_KEY must be set" in result.stderr
     assert "cp .env.example .env && chmod 600 .env" in result.stderr
-    assert "pip-compile" not in result.output
+    assert "compile" not in result.output
 
 
-def test_an_empty_key_names_the_variable(prodigy_project: Path, private_source: Mirror, shared_tools: dict) -> None:
+def test_an_empty_key_names_the_variable(prodigy_project: Path, private_source: Mirror) -> None:
     (prodigy_project / ".env").write_text(prodigy_env(private_source, ""))
-    result = make(prodigy_project, "install", env=shared_tools, check=False)
+    result = make(prodigy_project, "install", env=FAST, check=False)
     assert result.returncode != 0
     assert "PRODIGY_KEY is empty: set it in .env" in result.stderr
-    assert "pip-compile" not in result.output
+    assert "compile" not in result.output
 
 
-def test_a_wrong_key_is_refused_by_name_without_showing_it(
-    prodigy_project: Path, private_source: Mirror, shared_tools: dict
-) -> None:
+def test_a_wrong_key_is_refused_by_name_without_showing_it(prodigy_project: Path, private_source: Mirror) -> None:
     wrong = "WRONG-KEY-0000-1111"
     (prodigy_project / ".env").write_text(prodigy_env(private_source, wrong))
-    result = make(prodigy_project, "install", env=shared_tools, check=False)
+    result = make(prodigy_project, "install", env=FAST, check=False)
     assert result.returncode != 0
     host = private_source.url.split("//")[1]
     assert (
         f"127.0.0.1 refused the credentials in PIP_FIND_LINKS (HTTP 401 from http://****@{host}/private/links.html): "
         "check PRODIGY_KEY and PIP_FIND_LINKS in .env"
     ) in result.stderr
-    assert wrong not in result.output and "pip-compile" not in result.output
+    assert wrong not in result.output and "compile" not in result.output
 
 
 def test_a_private_index_with_a_token_works_the_same_way(
-    tmp_path: Path, installed: Installed, private_source: Mirror, shared_tools: dict
+    tmp_path: Path, installed: Installed, private_source: Mirror, installer: str
 ) -> None:
+    settings = {"INSTALLER": installer}
     private_source.private_credentials = ("ci", TOKEN)
     project = seeded_project(tmp_path, installed, private_source)
     requirements = project / "requirements.in"
@@ -155,7 +155,7 @@ def test_a_private_index_with_a_token_works_the_same_way(
     index = private_source.private_url(f"ci:{TOKEN}", "simple")
     (project / ".env").write_text(f"PIP_EXTRA_INDEX_URL={index}\n")
     with CommandLineWatcher(TOKEN) as watcher:
-        result = make(project, "install", env=shared_tools)
+        result = make(project, "install", env=settings)
     assert watcher.seen == []
     assert TOKEN not in result.output
     assert venv_python(project, "import acme_private; print(acme_private.__version__)").strip() == "1.0.0"
@@ -163,7 +163,7 @@ def test_a_private_index_with_a_token_works_the_same_way(
 
     (project / ".env").write_text(f"PIP_EXTRA_INDEX_URL={index.replace(TOKEN, 'not-the-token')}\n")
     requirements.write_text(requirements.read_text() + "# changed, so the lock is compiled again\n")
-    result = make(project, "lock", env=shared_tools, check=False)
+    result = make(project, "lock", env=settings, check=False)
     assert result.returncode != 0
     assert "refused the credentials in PIP_EXTRA_INDEX_URL (HTTP 401" in result.stderr
     assert "check PIP_EXTRA_INDEX_URL in .env" in result.stderr and "not-the-token" not in result.output
@@ -179,3 +179,37 @@ def test_check_secrets_finds_a_key_in_a_tracked_file(prodigy_project: Path, priv
     line = len(readme.read_text().splitlines())
     assert f"README.md:{line} holds the value of PRODIGY_KEY" in result.stderr
     assert KEY not in result.output
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("PRODIGY_KEY=abc#def-secret-part", "holds a '#', where make starts a comment"),
+        ('PRODIGY_KEY="quoted-secret-value"', "is quoted, and make keeps the quotes"),
+        ("PRODIGY_KEY=trailing-secret-value  ", "ends with spaces or tabs"),
+        ("PRODIGY_KEY=dollar$secret-value", "holds a '$' make would expand"),
+        ("all: ; touch hacked", "is not a NAME=value line"),
+    ],
+    ids=["hash", "quotes", "trailing-space", "dollar", "not-an-assignment"],
+)
+def test_an_env_line_make_would_misread_is_refused_by_name(project: Path, line: str, problem: str) -> None:
+    (project / ".env").write_text(f"# settings\n{line}\n")
+    result = make(project, "models", env=FAST, check=False)
+    assert result.returncode != 0
+    assert ".env:2" in result.stderr and problem in result.stderr
+    if line.startswith("PRODIGY_KEY"):
+        assert "the value of PRODIGY_KEY" in result.stderr
+    for secret in ("def-secret-part", "quoted-secret-value", "trailing-secret-value", "secret-value"):
+        assert secret not in result.output
+    assert "Traceback" not in result.output and not (project / "hacked").exists()
+
+
+def test_an_escaped_hash_and_dollar_reach_the_helpers_whole(project: Path) -> None:
+    (project / ".env").write_text("API_TOKEN=abc\\#def$$ghi-0123\n")
+    readme = project / "README.md"
+    readme.write_text(readme.read_text() + "\nabc#def$ghi-0123\n")
+    subprocess.run(["git", "add", "README.md"], cwd=project, check=True)
+    result = make(project, "check-secrets", env=FAST, check=False)
+    assert result.returncode != 0
+    assert "README.md" in result.stderr and "holds the value of API_TOKEN" in result.stderr
+    assert "abc#def$ghi-0123" not in result.output

@@ -26,7 +26,7 @@ SENTENCE = "Apple is looking at buying U.K. startup for $1 billion"
 
 
 def wheel_downloads(requests: list) -> list[str]:
-    return [r.path.rsplit("/", 1)[-1] for r in requests if r.path.endswith(".whl")]
+    return [r.path.rsplit("/", 1)[-1] for r in requests if r.path.endswith(".whl") and r.method == "GET"]
 
 
 def pinned(lock: str) -> dict[str, str]:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FAST, Installed
+from tests.conftest import FAST
 from tests.support.mirror import Mirror, MirrorServer, hostile_servers
-from tests.support.project import copy_project, make, venv_python
+from tests.support.project import make, venv_python
 from tests.support.wheels import TinyModel, build_tiny
 
 TOKEN = "ghp_FAKE0TOKEN0nlp0template0test0000001"

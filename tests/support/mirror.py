@@ -194,6 +194,9 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass
 
+    def do_HEAD(self) -> None:  # uv asks for headers first; the same routes answer, without a body
+        self.do_GET()
+
     def do_GET(self) -> None:
         mirror = self.server.mirror
         self.cut = False  # one handler serves every request of a kept-alive connection

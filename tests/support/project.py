@@ -38,10 +38,18 @@ class MakeError(AssertionError):
     pass
 
 
+def make_argv(project: Path, *args: str) -> list[str]:
+    return ["make", "--no-print-directory", "-C", str(project), *args]
+
+
+def make_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    return {**os.environ, **(env or {})}
+
+
 def make(project: Path, *args: str, env: dict[str, str] | None = None, check: bool = True) -> MakeResult:
     """Run the generated Makefile; on an unexpected failure, show everything it printed."""
-    command = ["make", "--no-print-directory", "-C", str(project), *args]
-    completed = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    command = make_argv(project, *args)
+    completed = subprocess.run(command, capture_output=True, text=True, env=make_env(env))
     result = MakeResult(" ".join(command), completed.returncode, completed.stdout, completed.stderr)
     if check and result.returncode:
         raise MakeError(str(result))

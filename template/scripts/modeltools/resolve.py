@@ -10,17 +10,30 @@ one, whatever the name looks like.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+import urllib.error
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.utils import NormalizedName
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    NormalizedName,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
 
-from modeltools.errors import run_tool
+from modeltools.errors import UserError, run_tool
+from modeltools.files import sha256_of
 from modeltools.inputs import INCLUDE
+from modeltools.lockfile import Lock
+from modeltools.releases import links_in_page
 from modeltools.settings import Settings
+from modeltools.store import StoreError, mask, open_url
 from modeltools.wheels import ModelWheel
 
 # pip reads PIP_*; uv reads UV_* only. .env stays one file: pip's names are mapped for uv.
@@ -44,9 +57,66 @@ def uv_environment(environ: Mapping[str, str]) -> dict[str, str]:
     env = dict(environ)
     for pip_name, uv_name in PIP_TO_UV.items():
         if env.get(pip_name, "").strip() and not env.get(uv_name):
-            env[uv_name] = env[pip_name]
+            # pip separates with spaces; uv wants commas for find-links, spaces for indexes
+            separator = "," if uv_name == "UV_FIND_LINKS" else " "
+            env[uv_name] = separator.join(env[pip_name].split())
     env.setdefault("UV_NO_PROGRESS", "1")
     return env
+
+
+def find_links_files(settings: Settings) -> dict[str, list[str]]:
+    """file name -> sha256 hashes of every file the find-links sources offer (their #sha256, else the file's).
+
+    uv leaves packages found through find-links without hashes (uv issue #10308);
+    a lock installed with --require-hashes needs them, so they are read here.
+    """
+    env = uv_environment(settings.environ)
+    found: dict[str, list[str]] = {}
+    for location in filter(None, env.get("UV_FIND_LINKS", "").split(",")):
+        if urllib.parse.urlsplit(location).scheme in ("http", "https"):
+            try:
+                with open_url(location, auth=settings.auth, timeout=60) as response:
+                    page = response.read(20_000_000).decode("utf-8", errors="replace")
+            except (urllib.error.URLError, OSError, StoreError) as error:
+                raise UserError(f"cannot read the find-links page {mask(location)} ({mask(str(error))})") from None
+            for link in links_in_page(page, location):
+                found.setdefault(link.filename, []).append(link.sha256 or _hash_url(settings, link.url))
+        elif Path(location).is_dir():
+            for path in Path(location).iterdir():
+                if path.is_file():
+                    found.setdefault(path.name, []).append(sha256_of(path))
+    return found
+
+
+def _hash_url(settings: Settings, url: str) -> str:
+    digest = hashlib.sha256()
+    with open_url(url, auth=settings.auth, timeout=300) as response:
+        while chunk := response.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def add_missing_hashes(settings: Settings, lock: Lock) -> None:
+    """Give each entry a resolver left without hashes the hashes of every file of its version."""
+    missing = [entry for entry in lock.entries if not entry.hashes]
+    if not missing:
+        return
+    files = find_links_files(settings)
+    for entry in missing:
+        for filename, hashes in files.items():
+            if _names_version(filename) == (entry.name, entry.version):
+                entry.hashes += [f"sha256:{h}" for h in hashes if f"sha256:{h}" not in entry.hashes]
+
+
+def _names_version(filename: str) -> tuple[str, str] | None:
+    try:
+        if filename.endswith(".whl"):
+            name, version, _, _ = parse_wheel_filename(filename)
+        else:
+            name, version = parse_sdist_filename(filename)
+    except (InvalidWheelFilename, InvalidSdistFilename):
+        return None
+    return name, str(version)
 
 
 def write_input(settings: Settings, models: Mapping[NormalizedName, ModelWheel], work: Path) -> Path:

@@ -23,7 +23,7 @@ from modeltools.inputs import (
     requirement_files,
 )
 from modeltools.ranges import resolve_range
-from modeltools.resolve import compile_lock
+from modeltools.resolve import add_missing_hashes, compile_lock
 from modeltools.settings import Settings
 from modeltools.store import mask
 from modeltools.wheels import ModelWheel, check_fits_python, spacy_fits
@@ -168,6 +168,7 @@ def _lock(settings: Settings, upgrade: bool) -> None:
     secrets.check_private_sources(settings)
     draft = compile_lock(settings, by_name, upgrade=upgrade, previous=paths.lock, work=paths.work)
     new = lockfile.finish(draft, by_name, hashes)
+    add_missing_hashes(settings, new)
     text = new.render(digest)
     problems = lockfile.problems(new, text)
     draft_file = paths.work / "requirements.txt"
@@ -274,7 +275,9 @@ def image_wheelhouse(
         constraints.write_text("".join(f"{e.name}=={e.version}\n" for e in parsed.entries if e.name not in by_name))
         draft = compile_lock(settings, by_name, upgrade=False, previous=None, work=directory / "resolve",
                              target=target.resolver_target(), constraints=[constraints])  # fmt: skip
-        lockfile_text = lockfile.finish(draft, by_name, hashes).render(inputs)
+        image_lock = lockfile.finish(draft, by_name, hashes)
+        add_missing_hashes(settings, image_lock)
+        lockfile_text = image_lock.render(inputs)
         write_if_changed(requirements, lockfile_text)
     image_lock = lockfile.parse(requirements.read_text())
     models = {m.wheel.name: m.wheel.path for m in found}

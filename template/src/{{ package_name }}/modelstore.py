@@ -710,7 +710,7 @@ class ModelStore:
                 raise StoreError(
                     f"{label} from {mask(url)} has sha256 {digest}, not the expected {sha256}: the server sent "
                     "another file than the one locked, and nothing was kept. Check the URL or mirror; if the "
-                    "model was republished on purpose, run `make lock` to pin the new file"
+                    "model was republished on purpose, run `make upgrade` to lock the new file"
                 )
             try:
                 if check:
