@@ -48,9 +48,16 @@ class ImageTarget:
         return Target(f"{self.arch}-manylinux_{self.glibc.replace('.', '_')}", self.python_version)
 
     def download_platform(self) -> Platform:
-        # pip takes every older manylinux tag as compatible with the newest one given
-        tags = (f"manylinux_{self.glibc.replace('.', '_')}_{self.arch}", f"linux_{self.arch}")
-        return Platform(tags, self.python_version)
+        return Platform(manylinux_tags(self.glibc, self.arch), self.python_version)
+
+
+def manylinux_tags(glibc: str, arch: str) -> tuple[str, ...]:
+    """Every platform tag a wheel may carry to run on this glibc, newest first (pip needs each one named)."""
+    major, minor = (int(part) for part in glibc.split("."))
+    tags = [f"manylinux_{major}_{older}_{arch}" for older in range(minor, 4, -1)]
+    legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}  # PEP 599, 571, 513
+    tags += [f"{name}_{arch}" for floor, name in legacy.items() if floor <= minor and (floor == 17 or arch == "x86_64")]
+    return (*tags, f"linux_{arch}")
 
 
 def native_platform() -> str:
