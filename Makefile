@@ -9,6 +9,7 @@ PYTHON ?= python3
 VENV ?= .venv
 DEMO_DIR ?= build/demo
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 ## List the targets (the default goal)
 help:
@@ -29,9 +30,9 @@ test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 .PHONY: test
 
-## Measure the main flow (cold and warm install, image build) and print the figures
+## Measure installs, locks, downloads and image builds side by side; BENCH_ARGS=--publish updates docs/
 bench: $(VENV)/.installed
-	$(VENV)/bin/python -m tests.bench
+	$(VENV)/bin/python -m tests.bench $(BENCH_ARGS)
 .PHONY: bench
 
 ## Check the Python code and the generated Dockerfile
@@ -41,10 +42,14 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/python -m tests.lint_dockerfile
 .PHONY: lint
 
-## Compile requirements-dev.txt from requirements-dev.in, with hashes (use the product on itself)
+## Compile requirements-dev.txt and the generated projects' tool locks, with hashes (no index URLs)
 lock: $(VENV)/.installed
 	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --strip-extras --generate-hashes \
 	  --allow-unsafe --no-emit-index-url --no-emit-find-links --output-file requirements-dev.txt requirements-dev.in
+	for tools in template/scripts/tools template/scripts/publish; do \
+	  UV_CUSTOM_COMPILE_COMMAND="make lock (in the nlp-template repository)" $(VENV)/bin/uv pip compile --quiet \
+	    --universal --python-version 3.10 --generate-hashes --output-file $$tools.txt $$tools.in; \
+	done
 .PHONY: lock
 
 $(VENV)/.installed: requirements-dev.txt

@@ -130,7 +130,9 @@ def test_a_change_in_src_reuses_the_dependency_layers(built: Built, engine: str,
     after = layers(engine, built.image)
     assert after[:-1] == before[:-1], "the dependency layers were rebuilt"
     assert after[-1] != before[-1]
-    assert "Using cache" in result.output and "image: installing requirements.txt from build/wheels" not in result.output
+    assert (
+        "Using cache" in result.output and "image: installing requirements.txt from build/wheels" not in result.output
+    )
     print(f"layers reused: {len(before) - 1} of {len(before)}")
 
 

@@ -38,16 +38,20 @@ def test_two_installs_at_once_download_once_and_both_succeed(
 def test_a_download_that_is_another_package_is_refused_and_not_kept(
     project: Path, mirror: Mirror, wheels: dict
 ) -> None:
-    impostor = "en_core_web_lg-3.8.0-py3-none-any.whl"
-    mirror.downloads[f"en_core_web_lg-3.8.0/{impostor}"] = wheels["md-3.8.0"]  # md's bytes under lg's name
-    (project / "requirements-model.in.url").write_text(f"{mirror.download_base}/en_core_web_lg-3.8.0/{impostor}\n")
-    for _ in range(2):  # refused each time: nothing stays behind to be trusted later
-        mark = mirror.mark()
-        result = make(project, "models", env=FAST, check=False)
-        assert result.returncode != 0
-        assert "the file is en_core_web_md 3.8.0, not en-core-web-lg 3.8.0; nothing was kept" in result.stderr
-        assert [r for r in mirror.since(mark) if r.path.endswith(impostor)], "asked again, not taken from build/"
-        assert not list((project / "build").glob("en_core_web_lg*")) and not list((project / "build").glob("*md*"))
+    impostor = "en_core_web_xl-3.8.0-py3-none-any.whl"
+    key = f"en_core_web_xl-3.8.0/{impostor}"
+    mirror.downloads[key] = wheels["md-3.8.0"]  # md's bytes under xl's name
+    (project / "requirements-model.in.url").write_text(f"{mirror.download_base}/{key}\n")
+    try:
+        for _ in range(2):  # refused each time: nothing stays behind to be trusted later
+            mark = mirror.mark()
+            result = make(project, "models", env=FAST, check=False)
+            assert result.returncode != 0
+            assert "the file is en_core_web_md 3.8.0, not en-core-web-xl 3.8.0; nothing was kept" in result.stderr
+            assert [r for r in mirror.since(mark) if r.path.endswith(impostor)], "asked again, not taken from build/"
+            assert not list((project / "build").glob("en_core_web_xl*")) and not list((project / "build").glob("*md*"))
+    finally:
+        del mirror.downloads[key]
 
 
 def test_a_read_only_build_is_named_not_a_traceback(project: Path) -> None:

@@ -270,7 +270,7 @@ def test_a_sha256_mismatch_is_refused_and_nothing_kept(
     with pytest.raises(ms.StoreError) as refused:
         store.fetch(url, sha256=wrong)
     message = str(refused.value)
-    assert url in message and wrong in message and sha256(wheels["big"]) in message and "make lock" in message
+    assert url in message and wrong in message and sha256(wheels["big"]) in message and "make upgrade" in message
     assert partial_files(store.root / "partial") == [] and store.info() == []
 
 

@@ -273,7 +273,7 @@ def test_a_wrong_sha256_is_refused(app: App, mirror: Mirror, wheels: dict[TinyMo
     app.lock({**served(mirror, wheels, V380), "sha256": wrong})
     run = app.run()
     assert run.failed_cleanly
-    assert wheels[V380].name in run.message and wrong in run.message and "make lock" in run.message
+    assert wheels[V380].name in run.message and wrong in run.message and "make upgrade" in run.message
     assert app.installed() == [] and not any((app.cache / "sha256").glob("*"))
 
 

@@ -185,7 +185,6 @@ def evaluate(value: str, context: dict) -> str:
 
 
 @pytest.mark.container
-@pytest.mark.xfail(strict=False, reason="needs the new core (the lead switches it on)")
 def test_the_run_steps_pass_in_order_against_the_mirror(
     tmp_path: Path, mirror: Mirror, request: pytest.FixtureRequest
 ) -> None:
