@@ -17,12 +17,12 @@ from tests.support.project import REPO
 
 sys.path.insert(0, str(REPO / "template" / "scripts"))
 
-from modeltools import envfile, inputs, lockfile, ranges, releases  # noqa: E402
-from modeltools.errors import Redactor, UserError  # noqa: E402
-from modeltools.files import HashCache, write_atomic  # noqa: E402
-from modeltools.image import manylinux_tags  # noqa: E402
-from modeltools.resolve import uv_environment  # noqa: E402
-from modeltools.wheels import expected_identity, spacy_fits  # noqa: E402
+from modeltools import envfile, inputs, lockfile, ranges, releases
+from modeltools.errors import Redactor, UserError
+from modeltools.files import HashCache, write_atomic
+from modeltools.image import manylinux_tags
+from modeltools.resolve import uv_environment
+from modeltools.wheels import expected_identity, spacy_fits
 
 GITHUB = "https://github.com/explosion/spacy-models/releases/download"
 
@@ -197,7 +197,10 @@ def test_the_links_page_escapes_hostile_names_and_reads_back() -> None:
     page = releases.render_page([hostile, link("en_acme_ner", "1.0.0")])
     assert 'x"><script>' not in page and "x&quot;&gt;&lt;script&gt;-1.0" in page and 'a"b' not in page
     back = releases.links_in_page(page, "file:///x")
-    assert {b.filename for b in back} == {hostile.filename, "en_acme_ner-1.0.0-py3-none-any.whl"}
+    assert {(b.filename, b.url) for b in back} == {
+        ('a"b.whl', hostile.url),
+        ("en_acme_ner-1.0.0-py3-none-any.whl", "https://h/en_acme_ner-1.0.0-py3-none-any.whl"),
+    }
 
 
 # ---- the lock
@@ -226,9 +229,8 @@ class FakeWheel:
 def test_a_draft_becomes_a_lock_with_models_pinned_to_their_file() -> None:
     lock = lockfile.finish(DRAFT, {"en-acme-ner": FakeWheel()}, {"en-acme-ner": "f" * 64})  # type: ignore[dict-item]
     text = lock.render("d" * 64)
-    assert text.endswith(
-        f"{lockfile.MODELS_HEADER}\nen_acme_ner==1.0.0 \\\n    --hash=sha256:{'f' * 64}\n    # via -r requirements-model.in\n"
-    )
+    model_block = f"en_acme_ner==1.0.0 \\\n    --hash=sha256:{'f' * 64}\n    # via -r requirements-model.in\n"
+    assert text.endswith(f"{lockfile.MODELS_HEADER}\n{model_block}")
     assert "#   -r extra.in" in text and "../../" not in text and "file:" not in text
     assert lockfile.problems(lock, text) == []
     assert lockfile.parse(text).version_of("spacy") == Version("3.8.7")
