@@ -23,6 +23,7 @@ from tests.support.containers import configure_podman, ensure_base_image, find_e
 from tests.support.mirror import Mirror
 from tests.support.project import MakeResult, copy_project, make
 from tests.support.wheels import CACHE_DIR, build_plain_wheel
+from tests.test_package import LABEL, save_pipeline
 
 pytestmark = pytest.mark.container
 SENTENCE = "Apple is looking at buying U.K. startup for $1 billion"
@@ -122,7 +123,8 @@ def test_no_wheel_and_no_env_file_is_in_any_layer(built: Built, engine: str, tmp
 
 def test_a_change_in_src_reuses_the_dependency_layers(built: Built, engine: str, installed: Installed) -> None:
     settings = [f"BASE_IMAGE={ensure_base_image(engine)}", f"IMAGE={built.image}", f"CONTAINER_ENGINE={engine}"]
-    make(built.project, "docker", *settings)  # the cache's own view
+    unchanged = make(built.project, "docker", *settings)
+    assert f"docker: {built.image} is up to date" in unchanged.stdout and f"$ {engine} build" not in unchanged.stdout
     before = layers(engine, built.image)
     main = built.project / "src" / "my_nlp_project" / "__main__.py"
     main.write_text(main.read_text() + "\n# a change that must not reinstall anything\n")
@@ -202,10 +204,11 @@ def test_make_docker_passes_env_credentials_only_as_a_secret(
         subprocess.run([engine, "rmi", "--force", image], capture_output=True)
 
 
-def test_an_image_from_a_uv_lock_builds_and_runs(
+def test_an_image_from_a_uv_lock_bakes_in_a_packaged_pipeline(
     tmp_path: Path, installed_projects: InstalledProjects, engine: str, base_image: str
 ) -> None:
     project = copy_project(installed_projects.get("uv").path, tmp_path / "proj")
+    save_pipeline(project / "pipelines" / "acme", "1.0.0", ["Acme"])
     image = f"localhost/nlp-template-uv-{uuid.uuid4().hex[:8]}:latest"
     try:
         make(
@@ -216,7 +219,11 @@ def test_an_image_from_a_uv_lock_builds_and_runs(
             f"CONTAINER_ENGINE={engine}",
             "INSTALLER=uv",
         )
+        assert "en_acme_ner==1.0.0" in (project / "requirements.txt").read_text()
         out = run(engine, "run", "--rm", "--network=none", image, SENTENCE).stdout
         assert "en_core_web_sm: Apple (ORG), U.K. (GPE), $1 billion (MONEY)" in out
+        code = "import spacy; print(spacy.load('en_acme_ner')('Acme hired Ada').ents[0].label_)"
+        own = run(engine, "run", "--rm", "--network=none", "--entrypoint", "python", image, "-c", code).stdout
+        assert own.strip() == LABEL
     finally:
         subprocess.run([engine, "rmi", "--force", image], capture_output=True)

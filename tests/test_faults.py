@@ -94,3 +94,41 @@ def test_credentials_in_spacy_models_url_stay_on_their_host_and_out_of_output(pr
     for result in outputs:
         assert secret not in result.output
     assert (project / "build" / name).is_file()
+
+
+def test_a_cut_download_is_resumed_by_the_next_make_models(
+    project: Path, mirror: Mirror, fresh_cache: dict, wheels: dict
+) -> None:
+    (project / "build" / SM_WHEEL).unlink()
+    url = f"{mirror.download_base}/en_core_web_sm-3.8.0/{SM_WHEEL}"
+    mirror.fault(url, cut_after=2_000_000, cuts=4)  # every attempt of the first make is cut at 2 MB
+    try:
+        first = make(project, "models", env={**FAST, **fresh_cache}, check=False)
+        assert first.returncode != 0 and "Traceback" not in first.output
+        assert list((project / "build" / ".partial").glob("*.part")), "the partial download is kept to resume"
+        mirror.faults.clear()
+        mark = mirror.mark()
+        make(project, "models", env={**FAST, **fresh_cache})
+    finally:
+        mirror.faults.clear()
+    asked = [r for r in mirror.since(mark) if r.path.endswith(SM_WHEEL) and r.method == "GET"]
+    assert [r.range for r in asked] == ["bytes=2000000-"] and asked[0].status == 206
+    assert (project / "build" / SM_WHEEL).read_bytes() == wheels["sm-3.8.0"].read_bytes()
+
+
+def test_a_server_without_ranges_restarts_cleanly(
+    project: Path, mirror: Mirror, fresh_cache: dict, wheels: dict
+) -> None:
+    (project / "build" / SM_WHEEL).unlink()
+    url = f"{mirror.download_base}/en_core_web_sm-3.8.0/{SM_WHEEL}"
+    mirror.fault(url, cut_after=2_000_000, cuts=4, ranges=False)
+    try:
+        assert make(project, "models", env={**FAST, **fresh_cache}, check=False).returncode != 0
+        mirror.fault(url, ranges=False)
+        mark = mirror.mark()
+        make(project, "models", env={**FAST, **fresh_cache})
+    finally:
+        mirror.faults.clear()
+    asked = [r for r in mirror.since(mark) if r.path.endswith(SM_WHEEL) and r.method == "GET"]
+    assert [r.status for r in asked] == [200] and asked[0].sent == wheels["sm-3.8.0"].stat().st_size
+    assert (project / "build" / SM_WHEEL).read_bytes() == wheels["sm-3.8.0"].read_bytes()

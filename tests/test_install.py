@@ -7,6 +7,7 @@ others reuse one installed project and its lock, installed with uv (seconds).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import stat
@@ -291,3 +292,17 @@ def test_a_fresh_clone_installs_from_the_committed_lock_without_resolving(
         assert "nothing to resolve" in result.stdout and "compile" not in result.stdout
         assert (clone / "requirements.txt").read_text() == lock
         assert venv_python(clone, "import en_core_web_sm; print(en_core_web_sm.__name__)").strip() == "en_core_web_sm"
+
+
+def test_the_runtime_manifest_follows_the_lock(tmp_path: Path, mirror: Mirror) -> None:
+    project = render(tmp_path / "proj", spacy_models_url=mirror.download_base, runtime_install=True)
+    make(project, "lock", env=FAST)
+    manifest = json.loads((project / "src" / "my_nlp_project" / "models.lock.json").read_text())
+    lock = (project / "requirements.txt").read_text()
+    (model,) = manifest["models"]
+    assert model["name"] == "en_core_web_sm" and model["version"] == "3.8.0" and model["filename"] == SM_WHEEL
+    assert f"--hash=sha256:{model['sha256']}" in lock and model["url"].endswith(SM_WHEEL)
+    assert manifest["spacy"] == pinned(lock)["spacy"] and model["requires_spacy"]
+    assert {"installer", "filelock"} <= set(pinned(lock)), "the runtime's own dependencies are locked by hash"
+    for name in ("requirements.txt", "requirements-model.in", "src/my_nlp_project/models.lock.json"):
+        assert stat.S_IMODE((project / name).stat().st_mode) == 0o644, f"{name} is committed: the umask's mode"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -113,9 +114,24 @@ def test_a_model_named_in_requirements_in_is_refused_with_where_it_belongs(
     result = make(project, "install", env=FAST, check=False)
     assert result.returncode != 0
     line = len(requirements.read_text().splitlines())
-    assert f"requirements.in:{line} names en-acme-ner, which this project lists as a model" in result.stderr
+    assert f"requirements.in:{line} names en-acme-ner, a model of this project" in result.stderr
     assert "requirements-model.in.url" in result.stderr and "requirements-model.in.range" in result.stderr
     assert not [r for r in squatter.since(0) if r.path.startswith("/files/")]
+
+
+def test_a_wheel_put_in_build_is_a_model_whatever_requirements_in_says(project: Path, own_wheels: dict) -> None:
+    shutil.copyfile(own_wheels["contracts-1.2.0"], project / "build" / own_wheels["contracts-1.2.0"].name)
+    requirements = project / "requirements.in"
+    requirements.write_text(requirements.read_text() + "de_contracts_lg==1.2.0\n")
+    result = make(project, "lock", env=FAST, check=False)
+    assert result.returncode != 0 and "names de-contracts-lg, a model of this project" in result.stderr
+    assert "./build/<file>.whl" in result.stderr
+
+    requirements.write_text(requirements.read_text().replace("de_contracts_lg==1.2.0\n", ""))
+    urls = project / "requirements-model.in.url"
+    urls.write_text(urls.read_text() + f"./build/{own_wheels['contracts-1.2.0'].name}\n")
+    make(project, "install", env=FAST)
+    assert "de_contracts_lg==1.2.0 \\\n    --hash=sha256:" in (project / "requirements.txt").read_text()
 
 
 def test_pre_and_post_releases_resolve_and_lock(project: Path, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ is echoed. `python scripts/models.py --help` lists the verbs.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -16,41 +17,63 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from modeltools import cache, pipelines, publish, steps
-from modeltools.errors import UserError
+from modeltools.errors import UserError, expected_errors
 from modeltools.files import describe_os_error
 from modeltools.settings import Settings
-from modeltools.store import StoreError, mask
 
-VERBS: dict[str, tuple[Callable[[Settings], None], str]] = {
-    "models": (steps.models, "download each listed model wheel once into build/; write requirements-model.in"),
-    "links": (steps.links, "write build/spacy_model_links.html from the releases API or the team index"),
-    "check-models": (steps.check_models, "check that each model's own spaCy requirement fits the project's"),
-    "lock": (steps.lock, "compile requirements.txt with hashes (models from build/ only), when its inputs changed"),
-    "upgrade": (steps.upgrade, "re-resolve everything, models included, to the newest allowed versions"),
-    "wheelhouse": (steps.wheelhouse_step, "put every wheel of requirements.txt into build/wheels, hash-checked"),
-    "install": (steps.install, "sync .venv with requirements.txt from build/wheels, with no index"),
-    "docker": (steps.docker, "build the image for PLATFORM from its own verified wheelhouse, offline"),
-    "check-secrets": (steps.check_secrets, "fail if a value from .env is in a tracked file or in the lock"),
-    "check-env": (steps.check_env, "check that make reads every line of .env as written"),
-    "package": (pipelines.package, "package each changed pipeline under pipelines/ into build/ with spacy package"),
-    "publish": (publish.publish, "upload the project's model wheels from build/ to the team index (TWINE_* in .env)"),
-    "cache-info": (cache.cache_info, "show the machine-wide model cache: entries, sizes, last use"),
-    "cache-prune": (cache.cache_prune, "remove cache entries unused for CACHE_MAX_AGE days, except this project's"),
+# verb -> (module, function, help). Modules are imported for their verb only: `install`
+# stays lean (no network stack), since it runs on every change of the lock.
+VERBS: dict[str, tuple[str, str, str]] = {
+    "models": ("steps", "models", "download each listed model wheel once into build/; write requirements-model.in"),
+    "links": ("steps", "links", "write build/spacy_model_links.html from the releases API or the team index"),
+    "check-models": ("steps", "check_models", "check that each model's own spaCy requirement fits the project's"),
+    "lock": (
+        "steps",
+        "lock",
+        "compile requirements.txt with hashes (models from build/ only), when its inputs changed",
+    ),
+    "upgrade": ("steps", "upgrade", "re-resolve everything, models included, to the newest allowed versions"),
+    "wheelhouse": ("steps", "wheelhouse_step", "put every wheel of requirements.txt into build/wheels, hash-checked"),
+    "install": ("venv", "install", "sync .venv with requirements.txt from build/wheels, with no index"),
+    "docker": ("steps", "docker", "build the image for PLATFORM from its own verified wheelhouse, offline"),
+    "check-secrets": ("steps", "check_secrets", "fail if a value from .env is in a tracked file or in the lock"),
+    "check-env": ("steps", "check_env", "check that make reads every line of .env as written"),
+    "package": (
+        "pipelines",
+        "package",
+        "package each changed pipeline under pipelines/ into build/ with spacy package",
+    ),
+    "publish": (
+        "publish",
+        "publish",
+        "upload the project's model wheels from build/ to the team index (TWINE_* in .env)",
+    ),
+    "cache-info": ("cache", "cache_info", "show the machine-wide model cache: entries, sizes, last use"),
+    "cache-prune": (
+        "cache",
+        "cache_prune",
+        "remove cache entries unused for CACHE_MAX_AGE days, except this project's",
+    ),
 }
+
+
+def run_verb(name: str, settings: Settings) -> None:
+    module, function, _ = VERBS[name]
+    step: Callable[[Settings], None] = getattr(importlib.import_module(f"modeltools.{module}"), function)
+    step(settings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    for name, (_, help_text) in VERBS.items():
+    for name, (_, _, help_text) in VERBS.items():
         verbs.add_parser(name, help=help_text, description=help_text)
     args = parser.parse_args(argv)
     settings = Settings()
     try:
         settings.env_values  # noqa: B018 - a .env make misreads stops every step, before anything runs
-        VERBS[args.verb][0](settings)
-    except (UserError, StoreError) as error:
+        run_verb(args.verb, settings)
+    except expected_errors() as error:
         print(f"error: {settings_safe(settings, str(error))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -74,6 +97,8 @@ def settings_safe(settings: Settings, text: str) -> str:
     try:
         return settings.redact(text)
     except (UserError, OSError):
+        from modeltools.store import mask
+
         return mask(text)
 
 

@@ -9,6 +9,8 @@ Credentials reach a build only as a build secret, never as a build argument.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import platform as host
 import shlex
 import shutil
@@ -21,8 +23,7 @@ from pathlib import Path
 from modeltools.errors import UserError, run_tool
 from modeltools.files import write_atomic
 from modeltools.resolve import Target
-from modeltools.secrets import SOURCE_VARIABLES
-from modeltools.settings import Settings
+from modeltools.settings import SOURCE_VARIABLES, Settings
 from modeltools.wheelhouse import Platform
 
 SECRET_ID = "pip_env"  # noqa: S105 - the name of the build secret, not a value
@@ -90,12 +91,56 @@ def detect_engine(requested: str) -> str:
     raise UserError("no container engine found: install podman or docker, or set CONTAINER_ENGINE")
 
 
+def build_inputs(settings: Settings, target: ImageTarget, requirements: Path, wheelhouse: Path) -> str:
+    """A digest of all an image is built from: what the Dockerfile reads of the context, and the settings."""
+    root = settings.paths.root
+    digest = hashlib.sha256(repr((target, settings.get("IMAGE"), settings.get("BASE_IMAGE"))).encode())
+    sources = [p for p in sorted((root / "src").rglob("*")) if p.is_file() and "__pycache__" not in p.parts]
+    for path in [root / "Dockerfile", root / ".dockerignore", requirements, wheelhouse / ".complete", *sources]:
+        digest.update(f"{path.relative_to(root)} {settings.hashes.sha256(path) if path.exists() else '-'}\n".encode())
+    settings.hashes.save()
+    return digest.hexdigest()
+
+
+def image_id(engine: str, image: str) -> str | None:
+    result = subprocess.run([engine, "image", "inspect", "--format", "{{.Id}}", image], capture_output=True, text=True)
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def is_up_to_date(settings: Settings, engine: str, inputs: str) -> bool:
+    """Built from these very inputs, and still in the engine: nothing to do (DOCKER_BUILD_ARGS always builds)."""
+    record = settings.paths.build / "image" / "built.json"
+    try:
+        built = json.loads(record.read_text()).get(settings.get("IMAGE"), {})
+    except (OSError, ValueError, AttributeError):
+        return False
+    return (
+        not settings.get("DOCKER_BUILD_ARGS")
+        and built.get("inputs") == inputs
+        and (built.get("id") is not None and built.get("id") == image_id(engine, settings.get("IMAGE")))
+    )
+
+
+def remember_build(settings: Settings, engine: str, inputs: str) -> None:
+    record = settings.paths.build / "image" / "built.json"
+    try:
+        known = json.loads(record.read_text())
+    except (OSError, ValueError):
+        known = {}
+    known[settings.get("IMAGE")] = {"inputs": inputs, "id": image_id(engine, settings.get("IMAGE"))}
+    write_atomic(record, json.dumps(known, indent=1) + "\n")
+
+
 def build(settings: Settings, target: ImageTarget, requirements: Path, wheelhouse: Path) -> None:
     """The engine's build, offline, the pip sources of .env handed over as a build secret."""
     engine = detect_engine(settings.get("CONTAINER_ENGINE"))
     image, base = settings.get("IMAGE"), settings.get("BASE_IMAGE")
     if not image or not base:
         raise UserError("IMAGE and BASE_IMAGE must be set (the Makefile sets both): run make docker")
+    inputs = build_inputs(settings, target, requirements, wheelhouse)
+    if is_up_to_date(settings, engine, inputs):
+        print(f"docker: {image} is up to date: nothing it is built from changed (DOCKER_BUILD_ARGS=--no-cache builds)")
+        return
     secrets = {name: settings.get(name) for name in SOURCE_VARIABLES if settings.get(name)}
     root = settings.paths.root
     with tempfile.TemporaryDirectory(prefix="image-secret-") as private:
@@ -110,6 +155,7 @@ def build(settings: Settings, target: ImageTarget, requirements: Path, wheelhous
         print("$ " + shlex.join(command).replace(str(secret), "<build secret>"), flush=True)
         run_tool(command, what=f"{engine} build", redact=settings.redact,
                  fix="Read the build's output above; the wheelhouse was complete and verified")  # fmt: skip
+    remember_build(settings, engine, inputs)
     print(
         f"docker: built {image} for {target.platform}; try: {engine} run --rm --network=none {image} 'Acme hired Ada'"
     )

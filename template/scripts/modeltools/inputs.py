@@ -190,9 +190,10 @@ def check_no_model_by_name(requirements: Path, pins: Path, models: Iterable[Norm
                 continue  # pip's to explain
             if name in names:
                 raise UserError(
-                    f"{path.name}:{number} names {name}, which this project lists as a model: models belong in "
-                    "requirements-model.in.url (a wheel URL) or requirements-model.in.range (name and range) "
-                    "only, so no package index can serve them; remove this line"
+                    f"{path.name}:{number} names {name}, a model of this project: models belong in "
+                    "requirements-model.in.url (a wheel URL, or ./build/<file>.whl for a wheel you put in build/) "
+                    "or requirements-model.in.range (name and range) only, so no package index can serve them; "
+                    "remove this line"
                 )
 
 

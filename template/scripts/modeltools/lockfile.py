@@ -12,12 +12,14 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import NormalizedName, canonicalize_name
-from packaging.version import Version
+if TYPE_CHECKING:  # packaging is imported where it is used: installing from a lock needs none of it
+    from packaging.requirements import Requirement
+    from packaging.utils import NormalizedName
+    from packaging.version import Version
 
-from modeltools.wheels import ModelWheel
+    from modeltools.wheels import ModelWheel
 
 FORMAT = "2"  # bump when the post-processing changes, so that older locks are compiled again
 DIGEST_PREFIX = "# make lock inputs: sha256:"
@@ -35,10 +37,14 @@ class LockEntry:
 
     @property
     def parsed(self) -> Requirement:
+        from packaging.requirements import Requirement
+
         return Requirement(self.requirement.split(" \\")[0])
 
     @property
     def name(self) -> NormalizedName:
+        from packaging.utils import canonicalize_name
+
         return canonicalize_name(self.parsed.name)
 
     @property
@@ -76,6 +82,9 @@ class Lock:
         return {entry.name: entry for entry in self.entries}
 
     def version_of(self, name: str) -> Version | None:
+        from packaging.utils import canonicalize_name
+        from packaging.version import Version
+
         entry = self.by_name().get(canonicalize_name(name))
         return Version(entry.version) if entry and entry.version else None
 
@@ -135,7 +144,7 @@ def problems(lock: Lock, text: str) -> list[str]:
     for entry in lock.entries:
         try:
             pinned = entry.parsed.url is None and bool(entry.version)
-        except InvalidRequirement:
+        except ValueError:  # packaging's InvalidRequirement
             pinned = False
         if not pinned:
             found.append(f"{entry.requirement} is not pinned with ==")

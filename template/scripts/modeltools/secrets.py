@@ -15,11 +15,8 @@ from pathlib import Path
 
 from modeltools import envfile
 from modeltools.errors import UserError
-from modeltools.settings import Settings
+from modeltools.settings import SOURCE_VARIABLES, Settings
 from modeltools.store import StoreError, mask, open_url
-
-SOURCE_VARIABLES = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "UV_INDEX_URL", "UV_EXTRA_INDEX_URL",
-                    "UV_FIND_LINKS", "UV_INDEX", "UV_DEFAULT_INDEX")  # fmt: skip
 
 
 def require_variables(settings: Settings) -> None:

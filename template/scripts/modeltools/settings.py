@@ -11,16 +11,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modeltools import envfile
 from modeltools.errors import Redactor, UserError
 from modeltools.files import HashCache
-from modeltools.store import Auth, ModelStore, default_cache_dir
+
+if TYPE_CHECKING:
+    from modeltools.store import Auth, ModelStore
 
 GITHUB_RELEASES = "https://github.com/explosion/spacy-models/releases/download"
 GITHUB_API = "https://api.github.com/repos/explosion/spacy-models"
 INSTALLERS = ("pip-tools", "uv")
 TRUE = ("1", "yes", "true", "on")
+# Where pip and uv look for packages: never given to an install, handed to a resolver, a build secret.
+SOURCE_VARIABLES = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "UV_INDEX_URL", "UV_EXTRA_INDEX_URL",
+                    "UV_FIND_LINKS", "UV_INDEX", "UV_DEFAULT_INDEX")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -160,16 +166,22 @@ class Settings:
     @cached_property
     def auth(self) -> Auth:
         """Credentials for downloads, by origin: HF_TOKEN for the Hub only, a URL's user-info for its own host."""
+        from modeltools.store import Auth
+
         return Auth.from_env(self.environ)
 
     @cached_property
     def api_auth(self) -> Auth:
         """Credentials for the releases API: GITHUB_TOKEN, sent to the API alone (never to a download)."""
+        from modeltools.store import Auth
+
         token = self.get("GITHUB_TOKEN")
         return Auth.from_env(self.environ, extra={self.models_api: token} if token else None)
 
     @cached_property
     def store(self) -> ModelStore:
+        from modeltools.store import ModelStore, default_cache_dir
+
         return ModelStore(default_cache_dir(self.environ))
 
     @cached_property

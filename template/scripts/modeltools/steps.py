@@ -9,9 +9,9 @@ from pathlib import Path
 
 from packaging.utils import NormalizedName
 
-from modeltools import image, lockfile, pipelines, releases, secrets, venv, wheelhouse
+from modeltools import image, lockfile, pipelines, releases, secrets, wheelhouse
 from modeltools.errors import UserError
-from modeltools.fetch import expectation, fetch_model, hub_note
+from modeltools.fetch import expectation, fetch_model, hub_note, wheels_in_build
 from modeltools.files import project_lock, touch, write_if_changed
 from modeltools.inputs import (
     check_no_model_by_name,
@@ -26,6 +26,7 @@ from modeltools.ranges import resolve_range
 from modeltools.resolve import add_missing_hashes, compile_lock
 from modeltools.settings import Settings
 from modeltools.store import mask
+from modeltools.venv import require_lock
 from modeltools.wheels import ModelWheel, check_fits_python, spacy_fits
 
 
@@ -111,7 +112,9 @@ def collect_models(settings: Settings, upgrade: bool = False) -> list[Model]:
     for model in models:
         spacy.check(model.wheel, model.where)
         check_fits_python(model.wheel, model.where)
-    check_no_model_by_name(paths.requirements, paths.pins, [m.wheel.name for m in models])
+    # a wheel someone put in build/ is a model too, listed or not: its name must not reach a resolver
+    in_build = [name for name, _ in wheels_in_build(paths.build)]
+    check_no_model_by_name(paths.requirements, paths.pins, [m.wheel.name for m in models] + in_build)
     if write_if_changed(paths.pins, render_pins(m.wheel for m in models)):
         print(f"models: wrote {paths.pins.name}", flush=True)
     settings.hashes.save()
@@ -211,14 +214,6 @@ def write_manifest(settings: Settings, found: list[Model], lock: lockfile.Lock |
     write_if_changed(path, json.dumps(manifest, indent=2) + "\n")
 
 
-def require_lock(settings: Settings) -> tuple[lockfile.Lock, str]:
-    path = settings.paths.lock
-    if not path.is_file():
-        raise UserError(f"{path.name} is missing: run make lock")
-    text = path.read_text()
-    return lockfile.parse(text), text
-
-
 def model_files(settings: Settings, lock: lockfile.Lock) -> dict[str, Path]:
     """The model wheels of build/ the lock names, each verified against the lock's hash."""
     found = collect_models(settings)
@@ -231,19 +226,6 @@ def wheelhouse_step(settings: Settings) -> None:
         parsed, text = require_lock(settings)
         house = wheelhouse.fill(settings, parsed, text, settings.paths.wheels, model_files(settings, parsed))
     print(f"wheelhouse: {len(house.by_hash)} wheels in {settings.paths.wheels}/, each matching requirements.txt")
-
-
-def install(settings: Settings) -> None:
-    with project_lock(settings.paths.build):
-        parsed, text = require_lock(settings)
-        if venv.is_current(settings, text):
-            print(f"install: {settings.venv} already holds requirements.txt; nothing to do", flush=True)
-        else:
-            wheelhouse.verify(settings, parsed, settings.paths.wheels)
-            venv.sync(settings, settings.paths.lock, settings.paths.wheels)
-            print(f"install: {settings.venv} holds the {len(parsed.entries)} packages of requirements.txt, "
-                  f"from build/wheels with no index ({settings.installer})", flush=True)  # fmt: skip
-        venv.mark_installed(settings, text)
 
 
 def docker(settings: Settings) -> None:

@@ -30,13 +30,28 @@ def _load() -> ModuleType:
     return module
 
 
-_store = _load()
-Auth = _store.Auth
-ModelStore = _store.ModelStore
-StoreError = _store.StoreError
-default_cache_dir = _store.default_cache_dir
-human_size = _store.human_size
-mask = _store.mask
-mirror_url = _store.mirror_url
-open_url = _store.open_url
-wheel_metadata = _store.wheel_metadata
+_load()
+
+from modelstore import (  # noqa: E402 - importable only once _load() found it
+    Auth,
+    ModelStore,
+    StoreError,
+    default_cache_dir,
+    human_size,
+    mask,
+    mirror_url,
+    open_url,
+    wheel_metadata,
+)
+
+__all__ = [
+    "Auth",
+    "ModelStore",
+    "StoreError",
+    "default_cache_dir",
+    "human_size",
+    "mask",
+    "mirror_url",
+    "open_url",
+    "wheel_metadata",
+]

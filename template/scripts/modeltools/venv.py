@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
+import shutil
+import sys
 from pathlib import Path
 
+from modeltools import lockfile, wheelhouse
 from modeltools.errors import UserError, run_tool
-from modeltools.files import write_atomic, write_if_changed
-from modeltools.secrets import SOURCE_VARIABLES
-from modeltools.settings import Settings
+from modeltools.files import project_lock, write_atomic, write_if_changed
+from modeltools.settings import SOURCE_VARIABLES, Settings
 
 STAMP = ".installed"
 
@@ -40,7 +41,9 @@ def create(settings: Settings) -> Path:
     python = settings.venv / "bin" / "python"
     if python.exists():
         return python
-    interpreter = settings.get("PYTHON", "python3")
+    # The interpreter the tools venv was made from (make's PYTHON): a real binary, not a
+    # launcher such as a pyenv shim, which costs uv and venv a search each time.
+    interpreter = getattr(sys, "_base_executable", "") or shutil.which(settings.get("PYTHON", "python3")) or "python3"
     if settings.installer == "uv":
         command = [settings.tool("uv"), "venv", "--quiet", "--python", interpreter, str(settings.venv)]
     else:
@@ -68,11 +71,9 @@ def sync(settings: Settings, lock: Path, wheels: Path) -> None:
 
 def add_source_path(python: Path, src: Path) -> None:
     """src/ on the venv's path (a .pth file), so `python -m <package>` works without installing it."""
-    purelib = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip()  # fmt: skip
-    write_if_changed(Path(purelib) / "_project_src.pth", f"{src.resolve()}\n")
+    # a CPython venv's purelib is <venv>/lib/pythonX.Y/site-packages (found without starting its Python)
+    for purelib in python.parent.parent.glob("lib/python*/site-packages"):
+        write_if_changed(purelib / "_project_src.pth", f"{src.resolve()}\n")
 
 
 def mark_installed(settings: Settings, lock_text: str) -> None:
@@ -82,3 +83,24 @@ def mark_installed(settings: Settings, lock_text: str) -> None:
 def check_installer(settings: Settings) -> None:
     if not (settings.tools / "bin" / "python").exists():
         raise UserError(f"{settings.tools} is not set up: run make install (it creates it first)")
+
+
+def require_lock(settings: Settings) -> tuple[lockfile.Lock, str]:
+    path = settings.paths.lock
+    if not path.is_file():
+        raise UserError(f"{path.name} is missing: run make lock")
+    text = path.read_text()
+    return lockfile.parse(text), text
+
+
+def install(settings: Settings) -> None:
+    with project_lock(settings.paths.build):
+        parsed, text = require_lock(settings)
+        if is_current(settings, text):
+            print(f"install: {settings.venv} already holds requirements.txt; nothing to do", flush=True)
+        else:
+            wheelhouse.verify(settings, parsed, settings.paths.wheels)
+            sync(settings, settings.paths.lock, settings.paths.wheels)
+            print(f"install: {settings.venv} holds the {len(parsed.entries)} packages of requirements.txt, "
+                  f"from build/wheels with no index ({settings.installer})", flush=True)  # fmt: skip
+        mark_installed(settings, text)
