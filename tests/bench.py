@@ -282,7 +282,10 @@ def chart(bench: Bench, path: Path) -> None:
 
     figure, axes = plt.subplots(len(bench.groups), 1, figsize=(9, 2.1 * len(bench.groups)))
     for axis, (title, measures) in zip(figure.axes if len(bench.groups) > 1 else [axes], bench.groups, strict=True):
-        axis.barh([m.label for m in measures], [m.median for m in measures], color="#4c72b0")
+        bars = axis.barh([m.label for m in measures], [m.median for m in measures], color="#4c72b0")
+        labels = [f" {m.median:.2f} s" + (f", {m.bytes / 1e6:.0f} MB fetched" if m.bytes else "") for m in measures]
+        axis.bar_label(bars, labels=labels, fontsize=7)
+        axis.margins(x=0.25)
         axis.set_title(title, fontsize=10, loc="left")
         axis.set_xlabel("seconds (median)", fontsize=8)
         axis.tick_params(labelsize=8)

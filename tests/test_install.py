@@ -263,12 +263,14 @@ def test_clean_keeps_models_and_distclean_removes_build(project: Path) -> None:
     make(project, "install", env=FAST)
     (project / "build" / ".partial").mkdir(exist_ok=True)
     (project / "build" / ".partial" / "0123.part").write_text("half a download")
-    make(project, "clean")
+    (project / "build" / "tools").mkdir()
+    make(project, "clean", "TOOLS=build/tools")  # this project's tools venv, not the suite's shared one
     assert not (project / ".venv").exists() and not (project / "build" / "wheels").exists()
+    assert not (project / "build" / "tools").exists()
     assert not (project / "build" / ".partial").exists()
     assert (project / "build" / SM_WHEEL).exists()
     assert (project / "requirements.txt").exists() and (project / "requirements-model.in").exists()
-    make(project, "distclean")
+    make(project, "distclean", "TOOLS=build/tools")
     assert not (project / "build").exists()
 
 

@@ -103,8 +103,11 @@ def build_inputs(settings: Settings, target: ImageTarget, requirements: Path, wh
 
 
 def image_id(engine: str, image: str) -> str | None:
-    result = subprocess.run([engine, "image", "inspect", "--format", "{{.Id}}", image], capture_output=True, text=True)
-    return result.stdout.strip() if result.returncode == 0 else None
+    result = subprocess.run([engine, "image", "inspect", image], capture_output=True, text=True)
+    try:
+        return json.loads(result.stdout)[0]["Id"] if result.returncode == 0 else None
+    except (ValueError, LookupError, TypeError):
+        return None
 
 
 def is_up_to_date(settings: Settings, engine: str, inputs: str) -> bool:
