@@ -21,6 +21,7 @@ import pytest
 from tests.conftest import FAST, Installed
 from tests.support.mirror import Mirror
 from tests.support.project import copy_project, make, render, venv_python
+from tests.support.wheels import TinyModel, build_tiny
 
 SM_WHEEL = "en_core_web_sm-3.8.0-py3-none-any.whl"
 SENTENCE = "Apple is looking at buying U.K. startup for $1 billion"
@@ -172,6 +173,22 @@ def test_a_tampered_model_is_refused_and_the_advice_fixes_it(tmp_path: Path, ins
     assert hashlib.sha256(wheel.read_bytes()).hexdigest() in (project / "requirements.txt").read_text()
 
 
+def test_a_replaced_model_is_locked_by_the_upgrade_the_error_names(project: Path) -> None:
+    make(project, "install", env=FAST)
+    wheel = project / "build" / SM_WHEEL
+    republished = TinyModel("en_core_web_sm", "3.8.0")  # the same version published again, other bytes
+    wheel.unlink()
+    wheel.write_bytes(build_tiny(republished).read_bytes())
+    result = make(project, "install", env=FAST, check=False)
+    assert result.returncode != 0 and "make upgrade to lock it" in result.stderr
+    make(project, "upgrade", env=FAST)  # the other advice, followed once
+    make(project, "install", env=FAST)
+    assert hashlib.sha256(wheel.read_bytes()).hexdigest() in (project / "requirements.txt").read_text()
+    assert venv_python(project, "import spacy; print(spacy.load('en_core_web_sm')('Acme').ents[0].label_)").strip() == (
+        republished.marker
+    )
+
+
 def test_a_tampered_wheelhouse_file_is_replaced_by_make_wheelhouse(project: Path) -> None:
     make(project, "install", env=FAST)
     spacy_wheel = next((project / "build" / "wheels").glob("spacy-*.whl"))
@@ -237,14 +254,16 @@ def test_spacy_models_url_points_github_urls_at_a_mirror(tmp_path: Path, mirror:
     assert wheel_downloads(mirror.since(mark)) == [SM_WHEEL]
 
 
-def test_offline_uses_only_build(project: Path, mirror: Mirror, fresh_cache: dict) -> None:
+def test_offline_uses_only_build(tmp_path: Path, installed_with: Installed, mirror: Mirror, fresh_cache: dict) -> None:
+    project = copy_project(installed_with.path, tmp_path / "proj")
+    settings = {"INSTALLER": installed_with.installer, **fresh_cache}
     mark = mirror.mark()
-    make(project, "install", "OFFLINE=1", env={**FAST, **fresh_cache})
+    make(project, "install", "OFFLINE=1", env=settings)
     assert mirror.since(mark) == []
     assert (project / ".venv" / ".installed").exists()
 
     os.remove(project / "build" / SM_WHEEL)
-    result = make(project, "models", "OFFLINE=1", env=fresh_cache, check=False)
+    result = make(project, "models", "OFFLINE=1", env=settings, check=False)
     assert result.returncode != 0 and "OFFLINE=1" in result.stderr and SM_WHEEL in result.stderr
     assert mirror.since(mark) == []
 
