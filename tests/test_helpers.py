@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 import sys
 import time
@@ -292,3 +293,44 @@ def test_manylinux_tags_name_every_older_glibc() -> None:
     tags = manylinux_tags("2.28", "aarch64")
     assert tags[0] == "manylinux_2_28_aarch64" and "manylinux_2_17_aarch64" in tags and "manylinux2014_aarch64" in tags
     assert "manylinux1_aarch64" not in tags and "manylinux1_x86_64" in manylinux_tags("2.28", "x86_64")
+
+
+# ---- the wheelhouse
+
+
+def test_lock_entries_for_another_platform_are_not_needed(tmp_path: Path) -> None:
+    from modeltools.files import HashCache
+    from modeltools.wheelhouse import Wheelhouse
+
+    lock = lockfile.parse(
+        'rich==13.0 \\\n    --hash=sha256:aa\nappnope==0.1.4 ; sys_platform == "darwin" \\\n    --hash=sha256:bb\n'
+    )
+    house = Wheelhouse(tmp_path, HashCache(tmp_path / "cache.json"))
+    assert [e.requirement for e in house.missing(lock)] == ["rich==13.0"]
+    mac = {"sys_platform": "darwin"}
+    assert [e.requirement for e in house.missing(lock, mac)] == [
+        "rich==13.0",
+        'appnope==0.1.4 ; sys_platform == "darwin"',
+    ]
+
+
+def test_a_source_distribution_is_refused_and_removed(tmp_path: Path) -> None:
+    from modeltools.wheelhouse import refuse_sources
+
+    (tmp_path / "ok-1.0-py3-none-any.whl").write_bytes(b"")
+    (tmp_path / "needs_build-2.0.tar.gz").write_bytes(b"")
+    with pytest.raises(UserError, match=re.escape("needs_build-2.0.tar.gz: pip found only the source")):
+        refuse_sources(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok-1.0-py3-none-any.whl"]
+
+
+def test_a_locked_model_never_goes_to_pip_by_name(tmp_path: Path) -> None:
+    from modeltools.settings import Paths, Settings
+    from modeltools.wheelhouse import fill
+
+    text = f"spacy==3.8.7 \\\n    --hash=sha256:aa\n\n{lockfile.MODELS_HEADER}\nen_acme_ner==1.0.0 \\\n"
+    text += "    --hash=sha256:bb\n    # via -r requirements-model.in\n"
+    settings = Settings(environ={"OFFLINE": ""}, paths=Paths(tmp_path))
+    message = "build/ has no file with the locked hash of en_acme_ner==1.0.0: run make models"
+    with pytest.raises(UserError, match=re.escape(message)):
+        fill(settings, lockfile.parse(text), text, tmp_path / "wheels", models={})

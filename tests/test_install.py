@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FAST, Installed
+from tests.conftest import FAST, Installed, InstalledProjects
 from tests.support.mirror import Mirror
 from tests.support.project import copy_project, make, render, venv_python
 from tests.support.wheels import TinyModel, build_tiny
@@ -95,9 +95,10 @@ def test_the_lock_pins_everything_by_hash_and_names_no_source(installed_with: In
 
 def test_a_warm_install_runs_nothing(installed_with: Installed, mirror: Mirror, tmp_path: Path) -> None:
     project = installed_with.path
+    chosen = f"INSTALLER={installed_with.installer}"
     lock_mtime = (project / "requirements.txt").stat().st_mtime_ns
-    assert make(project, "-q", "install", check=False).returncode == 0
-    assert "scripts/models.py" not in make(project, "-n", "install").output
+    assert make(project, "-q", "install", chosen, check=False).returncode == 0
+    assert "scripts/models.py" not in make(project, "-n", "install", chosen).output
     shims = tmp_path / "bin"
     shims.mkdir()
     for name in ("python", "python3", f"python{sys.version_info[0]}.{sys.version_info[1]}"):
@@ -105,14 +106,23 @@ def test_a_warm_install_runs_nothing(installed_with: Installed, mirror: Mirror, 
         (shims / name).chmod(0o755)
     mark = mirror.mark()
     started = time.monotonic()
-    result = make(project, "install", env={"PATH": f"{shims}:{os.environ['PATH']}"})
+    result = make(project, "install", chosen, env={"PATH": f"{shims}:{os.environ['PATH']}"})
     elapsed = time.monotonic() - started
     assert mirror.since(mark) == [], "a warm install must not touch the network"
     assert "python ran" not in result.output and "scripts/models.py" not in result.output
-    remade = re.findall(r"Must remake target '([^']+)'", make(project, "-d", "install").output)
+    remade = re.findall(r"Must remake target '([^']+)'", make(project, "-d", "install", chosen).output)
     assert remade == ["install"], "only the phony verb itself; no file was out of date"
     assert (project / "requirements.txt").stat().st_mtime_ns == lock_mtime
     print(f"warm make install: {elapsed * 1000:.0f} ms")
+
+
+def test_switching_the_installer_makes_the_venv_again(tmp_path: Path, installed_projects: InstalledProjects) -> None:
+    project = copy_project(installed_projects.get("uv").path, tmp_path / "proj", with_venvs=True)
+    result = make(project, "install", "INSTALLER=pip-tools")
+    assert "was made with uv; making it again with pip-tools" in result.stdout
+    assert (project / ".venv" / ".installer-pip-tools").exists() and not (project / ".venv" / ".installer-uv").exists()
+    assert venv_python(project, "import pip, en_core_web_sm; print('ok')").strip() == "ok"
+    assert make(project, "-q", "install", "INSTALLER=pip-tools", check=False).returncode == 0
 
 
 def test_the_generated_tests_and_entry_point_run(installed: Installed) -> None:
@@ -164,13 +174,14 @@ def test_a_tampered_model_is_refused_and_the_advice_fixes_it(tmp_path: Path, ins
     result = make(project, "install", *settings, check=False)
     assert result.returncode != 0
     assert f"build/{SM_WHEEL} does not match requirements.txt" in result.stderr
-    assert f"rm build/{SM_WHEEL}" in result.stderr and "make install" in result.stderr
+    assert f"rm build/{SM_WHEEL}" in result.stderr and "make models" in result.stderr
     assert "Traceback" not in result.output
     assert venv_python(project, "import spacy; print(len(spacy.load('en_core_web_sm').pipe_names))").strip() != "0"
 
     wheel.unlink()  # the advice, followed once
-    make(project, "install", *settings)
+    make(project, "models", *settings)
     assert hashlib.sha256(wheel.read_bytes()).hexdigest() in (project / "requirements.txt").read_text()
+    make(project, "install", *settings)
 
 
 def test_a_replaced_model_is_locked_by_the_upgrade_the_error_names(project: Path) -> None:

@@ -104,9 +104,13 @@ def test_api_failures_name_the_url(project: Path, releases: Mirror, api: str, me
 
 
 def test_a_range_resolves_to_the_newest_fitting_release_and_upgrades(
-    project: Path, releases: Mirror, wheels: dict, installer: str
+    project: Path, releases: Mirror, wheels: dict, installer: str, fresh_cache: dict
 ) -> None:
-    settings = [*api_settings(releases), f"INSTALLER={installer}"]
+    settings = [
+        *api_settings(releases),
+        f"INSTALLER={installer}",
+        f"NLP_MODELS_CACHE={fresh_cache['NLP_MODELS_CACHE']}",
+    ]
     (project / "requirements-model.in.range").write_text("en_core_web_md>=3.7,<3.9\n")
     mark = releases.mark()
     make(project, "install", *settings)
@@ -129,6 +133,25 @@ def test_a_range_resolves_to_the_newest_fitting_release_and_upgrades(
     make(project, "install", *settings)
     version = "import en_core_web_md; print(en_core_web_md.load().meta['version'])"
     assert venv_python(project, version).strip() == "3.8.1"
+
+
+def test_a_stale_links_page_never_moves_a_locked_model(
+    project: Path, releases: Mirror, wheels: dict, fresh_cache: dict
+) -> None:
+    releases.add_release(build_tiny(TinyModel("en_core_web_md", "3.8.1")))
+    (project / "requirements-model.in.range").write_text("en_core_web_md>=3.7,<3.9\n")
+    make(project, "install", *api_settings(releases), env=FAST)
+    lock = (project / "requirements.txt").read_text()
+    assert "en_core_web_md==3.8.1 \\" in lock
+    page = project / "build" / "spacy_model_links.html"
+    page.write_text(re.sub(r"<a [^>]*en_core_web_md-3\.8\.1[^<]*</a><br/>\n", "", page.read_text()))
+    (project / "build" / "en_core_web_md-3.8.1-py3-none-any.whl").unlink()  # a teammate's clone: not fetched yet
+    (project / "requirements-model.in.range").touch()
+    mark = releases.mark()
+    make(project, "install", *api_settings(releases), env={**FAST, **fresh_cache})
+    assert (project / "requirements.txt").read_text() == lock, "the lock kept its version"
+    assert "en_core_web_md==3.8.1" in (project / "requirements-model.in").read_text()
+    assert api_requests(releases, mark), "the stale page was refreshed once"
 
 
 def test_a_model_for_another_spacy_is_refused_before_anything_is_installed(

@@ -34,8 +34,12 @@ def main() -> int:
             f"run make PYTHON=python{args.python_version} (or set PYTHON in .env)"
         )
     stamp = args.tools / ".installed"
-    args.tools.parent.mkdir(parents=True, exist_ok=True)
-    with (args.tools.parent / ".lock").open("a") as lock:
+    try:
+        args.tools.parent.mkdir(parents=True, exist_ok=True)
+        lock = (args.tools.parent / ".lock").open("a")
+    except OSError as error:
+        return fail(f"cannot write {args.tools.parent} ({error.strerror}): make it writable, or set TOOLS elsewhere")
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two makes at once: the second finds the venv made
         if stamp.is_file() and stamp.read_bytes() == args.requirements.read_bytes():
             stamp.touch()

@@ -127,7 +127,7 @@ def check_hash(settings: Settings, path: Path, expected: Expected | None, what: 
     actual = settings.hashes.sha256(path) if path.parent == settings.paths.build else sha256_of(path)
     if actual != expected.sha256:
         if what.startswith("build/"):
-            cause = f"it changed after it was fetched. Delete it (rm {what}) and run make install to fetch it again;"
+            cause = f"it changed after it was fetched. Delete it (rm {what}) and run make models to fetch it again;"
         else:
             cause = "its source now serves another file, and nothing was kept;"
         raise UserError(

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from modeltools.errors import UserError
@@ -54,6 +54,13 @@ def touch(path: Path) -> None:
     """Mark a make target as up to date (its content, if any, is left alone)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch()
+
+
+def mark_fresh(target: Path, sources: Iterable[Path]) -> None:
+    """Touch a make target when one of its sources is newer, as make would; else leave what follows it fresh."""
+    mtime = target.stat().st_mtime_ns if target.exists() else -1
+    if any(source.exists() and source.stat().st_mtime_ns > mtime for source in sources):
+        touch(target)
 
 
 def sha256_of(path: Path) -> str:

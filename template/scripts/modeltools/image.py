@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform as host
+import re
 import shlex
 import shutil
 import subprocess
@@ -35,7 +36,8 @@ MACHINE_ALIASES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm
 class ImageTarget:
     platform: str  # linux/amd64
     python_version: str  # 3.11
-    glibc: str  # 2.28: the oldest glibc the image's wheels may need
+    glibc: str  # 2.28: the newest glibc the image's wheels may need (the base image's)
+    glibc_given: bool = False  # IMAGE_GLIBC set: the host's wheels fit only an image with a glibc as new
 
     @property
     def arch(self) -> str:
@@ -50,6 +52,14 @@ class ImageTarget:
 
     def download_platform(self) -> Platform:
         return Platform(manylinux_tags(self.glibc, self.arch), self.python_version)
+
+    def marker_environment(self) -> dict[str, str]:
+        """The values a requirement's marker sees inside the image (for a lock entry such as `; sys_platform…`)."""
+        return {
+            "sys_platform": "linux", "platform_system": "Linux", "os_name": "posix", "platform_machine": self.arch,
+            "python_version": self.python_version, "python_full_version": f"{self.python_version}.0",
+            "implementation_name": "cpython", "platform_python_implementation": "CPython",
+        }  # fmt: skip
 
 
 def manylinux_tags(glibc: str, arch: str) -> tuple[str, ...]:
@@ -71,12 +81,31 @@ def image_target(settings: Settings) -> ImageTarget:
     if platform not in (f"linux/{arch}" for arch in ARCHITECTURES):
         raise UserError(f"PLATFORM={platform} is not supported: use linux/amd64 or linux/arm64")
     python = settings.get("IMAGE_PYTHON") or settings.python_version
-    return ImageTarget(platform, python, settings.get("IMAGE_GLIBC", "2.28"))
+    glibc = settings.get("IMAGE_GLIBC")
+    for name, value in (("IMAGE_PYTHON", python), ("IMAGE_GLIBC", glibc or "2.28")):
+        if not re.fullmatch(r"\d+\.\d+", value):
+            raise UserError(
+                f"{name}={value} is not major.minor: write it like 3.11 (IMAGE_PYTHON) or 2.28 (IMAGE_GLIBC)"
+            )
+    return ImageTarget(platform, python, glibc or "2.28", glibc_given=bool(glibc))
+
+
+def host_glibc() -> tuple[int, ...] | None:
+    library, version = host.libc_ver()
+    return tuple(int(part) for part in version.split(".")[:2]) if library == "glibc" and version else None
 
 
 def is_host(target: ImageTarget, python_version: str) -> bool:
-    """Whether this machine's lock and wheelhouse fit the image as they are."""
-    return sys.platform == "linux" and target.platform == native_platform() and target.python_version == python_version
+    """Whether this machine's lock and wheelhouse fit the image as they are.
+
+    Same OS, architecture and Python; and, when IMAGE_GLIBC is given, a host glibc no newer than
+    the image's (this machine's wheels could otherwise need a glibc the image lacks).
+    """
+    if sys.platform != "linux" or target.platform != native_platform() or target.python_version != python_version:
+        return False
+    glibc = host_glibc()
+    wanted = tuple(int(part) for part in target.glibc.split("."))
+    return not target.glibc_given or (glibc is not None and glibc <= wanted)
 
 
 def detect_engine(requested: str) -> str:
@@ -155,8 +184,10 @@ def build(settings: Settings, target: ImageTarget, requirements: Path, wheelhous
                    "--build-arg", f"REQUIREMENTS={requirements.relative_to(root)}",
                    "--build-arg", f"WHEELHOUSE={wheelhouse.relative_to(root)}",
                    "--tag", image, *shlex.split(settings.get("DOCKER_BUILD_ARGS")), str(root)]  # fmt: skip
-        print("$ " + shlex.join(command).replace(str(secret), "<build secret>"), flush=True)
-        run_tool(command, what=f"{engine} build", redact=settings.redact,
+        print(settings.redact("$ " + shlex.join(command).replace(str(secret), "<build secret>")), flush=True)
+        # .env's variables stay out of the engine's environment: a `--build-arg NAME` could not take one
+        engine_env = {k: v for k, v in settings.environ.items() if k not in settings.env_values}
+        run_tool(command, what=f"{engine} build", redact=settings.redact, env=engine_env,
                  fix="Read the build's output above; the wheelhouse was complete and verified")  # fmt: skip
     remember_build(settings, engine, inputs)
     print(

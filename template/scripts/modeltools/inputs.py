@@ -65,6 +65,10 @@ class RangeSource:
     def display_name(self) -> str:
         return self.requirement.name
 
+    def applies(self) -> bool:
+        """False when the line's marker excludes this machine."""
+        return self.requirement.marker is None or self.requirement.marker.evaluate()
+
 
 def strip_comment(line: str) -> str:
     """A '#' starts a comment at the start of a line or after a space (a URL's #fragment stays)."""

@@ -34,7 +34,9 @@ from packaging.version import InvalidVersion, Version
 
 from modeltools import envs, lockfile, venv
 from modeltools.errors import UserError, run_tool
+from modeltools.fetch import wheels_in_build
 from modeltools.files import project_lock, touch, write_if_changed
+from modeltools.inputs import check_no_model_by_name, read_range_sources, read_wheel_sources
 from modeltools.resolve import write_input
 from modeltools.settings import Settings
 from modeltools.wheels import ModelWheel, read_model_wheel, wheel_filename
@@ -259,7 +261,7 @@ def normalise_modes(tree: Path) -> None:
 def spacy_python(settings: Settings) -> str:
     """.venv's Python when .venv holds requirements.txt; else one made for packaging, from the same pins."""
     lock = settings.paths.lock
-    if lock.is_file() and venv.is_current(settings, lock.read_text()):
+    if venv.holds_lock(settings):
         return str((settings.venv / "bin" / "python").absolute())
     work = settings.paths.build / "pipelines"
     if lock.is_file():
@@ -269,6 +271,14 @@ def spacy_python(settings: Settings) -> str:
         write_if_changed(requirements, lockfile.Lock([], others).render())
         locked = True
     else:
+        # no lock yet: requirements.in goes to the index, so first make sure it names no model
+        paths = settings.paths
+        listed = [s.name for s in read_wheel_sources(paths.urls, settings.models_url)]
+        listed += [s.name for s in read_range_sources(paths.ranges)]
+        listed += [canonicalize_name(read_pipeline(d).model) for d in pipeline_dirs(paths.pipelines)]
+        check_no_model_by_name(
+            paths.requirements, paths.pins, listed + [name for name, _ in wheels_in_build(paths.build)]
+        )
         requirements = write_input(settings, {}, work / "unlocked")
         locked = False
     wheels = settings.paths.wheels if settings.paths.wheels.is_dir() else None

@@ -14,12 +14,12 @@ from packaging.utils import NormalizedName
 from packaging.version import Version
 
 from modeltools.errors import UserError
-from modeltools.fetch import Expected, fetch_model
+from modeltools.fetch import Expected, check_hash, fetch_model, wheels_in_build
 from modeltools.inputs import RangeSource, WheelSource
 from modeltools.releases import ModelLink
 from modeltools.settings import Settings
 from modeltools.store import mirror_url
-from modeltools.wheels import ModelWheel
+from modeltools.wheels import ModelWheel, read_model_wheel, wheel_filename
 
 MAX_TRIES = 3  # releases in range tried, newest first, before giving up on a model that does not fit
 
@@ -43,6 +43,40 @@ def source_for(settings: Settings, link: ModelLink, where: str) -> WheelSource:
     if index.username and (parts.scheme, parts.netloc) == (index.scheme, index.netloc.rpartition("@")[2]):
         url = urllib.parse.urlunsplit(parts._replace(netloc=index.netloc))
     return WheelSource(url, link.sha256, f"{where} ({link.filename})")
+
+
+class StaleLinksError(UserError):
+    """The lock pins a release the links page does not list: the page is older than the lock."""
+
+
+def checked(wheel: ModelWheel, source: RangeSource) -> ModelWheel:
+    """What the links page pointed at must be this model, in range (the page's file names are not trusted)."""
+    if wheel.name != source.name or not source.requirement.specifier.contains(wheel.version, prereleases=True):
+        raise UserError(
+            f"{source.where}: the links page's file for {source.display_name} is {wheel.pin}, which is not in "
+            f"{source.requirement}; nothing was kept. Check SPACY_MODELS_API / SPACY_MODELS_INDEX"
+        )
+    return wheel
+
+
+def pinned_wheel(
+    settings: Settings, source: RangeSource, locked: dict[NormalizedName, tuple[str, str]], upgrade: bool
+) -> ModelWheel | None:
+    """The locked release of a ranged model from build/ or the machine's store, by its hash: no page needed."""
+    pinned = locked.get(source.name)
+    if upgrade or not pinned or not source.requirement.specifier.contains(pinned[0], prereleases=True):
+        return None
+    version, sha256 = Version(pinned[0]), pinned[1]
+    present = wheels_in_build(settings.paths.build).get((source.name, version))
+    if present is not None:
+        locked_file = Expected(sha256, "requirements.txt", "run make upgrade to lock a new file")
+        check_hash(settings, present, locked_file, f"build/{present.name}")
+        return checked(read_model_wheel(present), source)
+    if settings.store.get(sha256) is None:
+        return None
+    target = settings.paths.build / wheel_filename(source.display_name, version)
+    settings.store.link(sha256, target)
+    return checked(read_model_wheel(target), source)
 
 
 def resolve_range(
@@ -71,14 +105,19 @@ def resolve_range(
             f"(there are {', '.join(known)}): widen the range"
         )
     pinned = locked.get(source.name)
-    if pinned and not upgrade:
-        for version, link in found:
-            if str(version) == pinned[0]:
-                expected = Expected(pinned[1], "requirements.txt", "run make upgrade to lock a new file")
-                return fetch_model(settings, source_for(settings, link, source.where), expected)
+    if pinned and not upgrade and requirement.specifier.contains(pinned[0], prereleases=True):
+        link = next((link for version, link in found if str(version) == pinned[0]), None)
+        if link is None:
+            raise StaleLinksError(
+                f"{source.where}: requirements.txt locks {source.name} {pinned[0]}, which the links page "
+                f"({settings.paths.links}) does not list: run make links to refresh it"
+            )
+        expected = Expected(pinned[1], "requirements.txt", "run make upgrade to lock a new file")
+        return checked(fetch_model(settings, source_for(settings, link, source.where), expected), source)
     refused = []
     for _, link in found[:MAX_TRIES]:
-        wheel = fetch_model(settings, source_for(settings, link, source.where), None)
+        listed = Expected(link.sha256, "the digest the links page gives", "run make links") if link.sha256 else None
+        wheel = checked(fetch_model(settings, source_for(settings, link, source.where), listed), source)
         reason = misfit(wheel)
         if reason is None:
             return wheel

@@ -64,8 +64,21 @@ def uv_environment(environ: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def find_links_files(settings: Settings) -> dict[str, list[str]]:
-    """file name -> sha256 hashes of every file the find-links sources offer (their #sha256, else the file's).
+def absolute_find_links(environ: Mapping[str, str], root: Path) -> dict[str, str]:
+    """Relative find-links directories made absolute: the resolvers run in build/lock/."""
+    env = dict(environ)
+    for name, separator in (("PIP_FIND_LINKS", " "), ("UV_FIND_LINKS", ",")):
+        items = [item for item in env.get(name, "").replace(",", " ").split()]
+        if items:
+            env[name] = separator.join(
+                item if urllib.parse.urlsplit(item).scheme or os.path.isabs(item) else str((root / item).resolve())
+                for item in items
+            )
+    return env
+
+
+def find_links_files(settings: Settings, wanted: set[tuple[str, str]]) -> dict[str, list[str]]:
+    """file name -> sha256 of the find-links files of the wanted (name, version)s: their #sha256, else their bytes.
 
     uv leaves packages found through find-links without hashes (uv issue #10308);
     a lock installed with --require-hashes needs them, so they are read here.
@@ -73,18 +86,19 @@ def find_links_files(settings: Settings) -> dict[str, list[str]]:
     env = uv_environment(settings.environ)
     found: dict[str, list[str]] = {}
     for location in filter(None, env.get("UV_FIND_LINKS", "").split(",")):
-        if urllib.parse.urlsplit(location).scheme in ("http", "https"):
-            try:
+        try:
+            if urllib.parse.urlsplit(location).scheme in ("http", "https"):
                 with open_url(location, auth=settings.auth, timeout=60) as response:
                     page = response.read(20_000_000).decode("utf-8", errors="replace")
-            except (urllib.error.URLError, OSError, StoreError) as error:
-                raise UserError(f"cannot read the find-links page {mask(location)} ({mask(str(error))})") from None
-            for link in links_in_page(page, location):
-                found.setdefault(link.filename, []).append(link.sha256 or _hash_url(settings, link.url))
-        elif Path(location).is_dir():
-            for path in Path(location).iterdir():
-                if path.is_file():
-                    found.setdefault(path.name, []).append(sha256_of(path))
+                for link in links_in_page(page, location):
+                    if _names_version(link.filename) in wanted:
+                        found.setdefault(link.filename, []).append(link.sha256 or _hash_url(settings, link.url))
+            elif Path(location).is_dir():
+                for path in Path(location).iterdir():
+                    if path.is_file() and _names_version(path.name) in wanted:
+                        found.setdefault(path.name, []).append(sha256_of(path))
+        except (urllib.error.URLError, OSError, StoreError) as error:
+            raise UserError(f"cannot read the find-links source {mask(location)} ({mask(str(error))})") from None
     return found
 
 
@@ -101,7 +115,7 @@ def add_missing_hashes(settings: Settings, lock: Lock) -> None:
     missing = [entry for entry in lock.entries if not entry.hashes]
     if not missing:
         return
-    files = find_links_files(settings)
+    files = find_links_files(settings, {(entry.name, entry.version) for entry in missing})
     for entry in missing:
         for filename, hashes in files.items():
             if _names_version(filename) == (entry.name, entry.version):
@@ -158,17 +172,18 @@ def compile_lock(
     uses_uv = target is not None or settings.installer == "uv"
     options = ["--upgrade"] if upgrade else []
     options += [item for path in constraints for item in ("--constraint", os.path.relpath(path, work))]
+    environ = absolute_find_links(settings.environ, settings.paths.root)
     if uses_uv:
         python = target.python_version if target else settings.python_version
         command = [settings.tool("uv"), "pip", "compile", "--quiet", "--generate-hashes"]
         command += ["--python-version", python] if python else []
         command += ["--python-platform", target.uv_platform] if target else []
-        env = {**uv_environment(settings.environ), "UV_CUSTOM_COMPILE_COMMAND": "make lock"}
+        env = {**uv_environment(environ), "UV_CUSTOM_COMPILE_COMMAND": "make lock"}
         tool = "uv pip compile"
     else:
         command = [settings.tool("python"), "-m", "piptools", "compile", "--quiet", "--strip-extras",
                    "--generate-hashes", "--allow-unsafe", "--no-emit-index-url", "--no-emit-find-links"]  # fmt: skip
-        env = {**settings.environ, "CUSTOM_COMPILE_COMMAND": "make lock"}
+        env = {**environ, "CUSTOM_COMPILE_COMMAND": "make lock"}
         tool = "pip-compile"
     command += [*options, "--output-file", draft.name, source.name]
     where = f" for {target.uv_platform} and Python {target.python_version}" if target else ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,8 +13,9 @@ from packaging.utils import NormalizedName
 from modeltools import image, lockfile, pipelines, releases, secrets, wheelhouse
 from modeltools.errors import UserError
 from modeltools.fetch import expectation, fetch_model, hub_note, wheels_in_build
-from modeltools.files import project_lock, touch, write_if_changed
+from modeltools.files import mark_fresh, project_lock, write_if_changed
 from modeltools.inputs import (
+    RangeSource,
     check_no_model_by_name,
     check_unique,
     project_spacy,
@@ -22,7 +24,7 @@ from modeltools.inputs import (
     render_pins,
     requirement_files,
 )
-from modeltools.ranges import resolve_range
+from modeltools.ranges import StaleLinksError, pinned_wheel, resolve_range
 from modeltools.resolve import add_missing_hashes, compile_lock
 from modeltools.settings import Settings
 from modeltools.store import mask
@@ -67,10 +69,10 @@ class SpacyCheck:
 
 
 def locked_hashes(lock: lockfile.Lock | None) -> dict[NormalizedName, tuple[str, str]]:
-    """name -> (version, sha256) of each locked package with a single hash (the models)."""
+    """name -> (version, sha256) of each model the lock pins (its block: one hash, its build/ file's)."""
     found = {}
     for entry in lock.entries if lock else []:
-        if len(entry.hashes) == 1 and entry.hashes[0].startswith("sha256:"):
+        if "-r requirements-model.in" in entry.via and entry.hashes and entry.hashes[0].startswith("sha256:"):
             found[entry.name] = (entry.version, entry.hashes[0].removeprefix("sha256:"))
     return found
 
@@ -82,6 +84,29 @@ def links_page(settings: Settings, names: list[str], refresh: bool) -> list[rele
     if (refresh or not page.exists()) and not settings.offline:
         return releases.write_links(settings, names)
     return releases.read_links(page)
+
+
+class LinksPages:
+    """The links page, read (or made) only when a ranged model needs it, and refreshed once when stale."""
+
+    def __init__(self, settings: Settings, names: list[str], refresh: bool) -> None:
+        self.settings, self.names, self.refresh = settings, names, refresh
+        self.loaded: list[releases.ModelLink] = []
+        self.read = False
+
+    def links(self, refresh: bool = False) -> list[releases.ModelLink]:
+        if not self.read or refresh:
+            self.loaded = links_page(self.settings, self.names, refresh=self.refresh or refresh)
+            self.read, self.refresh = True, False
+        return self.loaded
+
+    def resolve(self, source: RangeSource, locked: dict, upgrade: bool, misfit: Callable) -> ModelWheel:
+        try:
+            return resolve_range(self.settings, source, self.links(), locked, upgrade, misfit)
+        except StaleLinksError:
+            if self.settings.offline:
+                raise
+            return resolve_range(self.settings, source, self.links(refresh=True), locked, upgrade, misfit)
 
 
 def collect_models(settings: Settings, upgrade: bool = False) -> list[Model]:
@@ -102,11 +127,13 @@ def collect_models(settings: Settings, upgrade: bool = False) -> list[Model]:
         wheel = fetch_model(settings, source, expectation(source, locked, upgrade))
         models.append(Model(wheel, None if source.local else source.url, source.where))
     if range_sources:
-        links = links_page(settings, [s.requirement.name for s in range_sources], refresh=upgrade)
+        pages = LinksPages(settings, [s.requirement.name for s in range_sources], refresh=upgrade)
         for source in range_sources:
-            wheel = resolve_range(settings, source, links, locked, upgrade, spacy.misfit)
+            wheel = None if not source.applies() else pinned_wheel(settings, source, locked, upgrade)
+            if wheel is None and source.applies():
+                wheel = pages.resolve(source, locked, upgrade, spacy.misfit)
             if wheel is not None:
-                link = next((x for x in links if x.filename == wheel.path.name), None)
+                link = next((x for x in pages.loaded if x.filename == wheel.path.name), None)
                 models.append(Model(wheel, link.url if link else None, source.where))
     models += [Model(wheel, None, f"pipelines/ ({wheel.path.name})") for wheel in packaged]
     for model in models:
@@ -124,7 +151,8 @@ def collect_models(settings: Settings, upgrade: bool = False) -> list[Model]:
 def models(settings: Settings) -> None:
     with project_lock(settings.paths.build):
         found = collect_models(settings)
-        touch(settings.paths.pins)  # make's target: up to date, even when its content did not change
+        paths = settings.paths
+        mark_fresh(paths.pins, [paths.urls, paths.ranges, paths.pipelines, paths.build / "pipelines" / ".packaged"])
     size = sum(m.wheel.path.stat().st_size for m in found) / 1e6
     print(f"models: {len(found)} model wheels in build/ ({size:.1f} MB), each checked", flush=True)
 
@@ -157,10 +185,17 @@ def _lock(settings: Settings, upgrade: bool) -> None:
     settings.hashes.save()
     files = requirement_files(paths.requirements, skip=paths.pins)
     digest = lockfile.inputs_digest(files, hashes, settings.python_version)
+    lock_sources = [*files, paths.pins, *(m.wheel.path for m in found)]
+    # the files requirements.in pulls in (-r, -c) become prerequisites of requirements.txt for make
+    included = " ".join(str(f) for f in files if f != paths.requirements and " " not in str(f))
+    write_if_changed(
+        paths.work / "inputs.mk",
+        f"# Written by make lock: files requirements.in includes.\nlock_inputs := {included}\n",
+    )
     if not upgrade and lockfile.recorded_digest(paths.lock) == digest:
         secrets.check_no_leaks(settings)
         write_manifest(settings, found, previous)
-        touch(paths.lock)
+        mark_fresh(paths.lock, lock_sources)
         print(f"lock: {paths.lock.name} already matches its inputs; nothing to resolve", flush=True)
         return
     if settings.offline:
@@ -182,9 +217,9 @@ def _lock(settings: Settings, upgrade: bool) -> None:
     spacy = SpacyCheck(settings, new)
     for model in found:
         spacy.check(model.wheel, model.where)
+    write_manifest(settings, found, new)  # before the lock: a failure here leaves the old lock as it was
     write_if_changed(paths.lock, text)
-    touch(paths.lock)
-    write_manifest(settings, found, new)
+    mark_fresh(paths.lock, lock_sources)
     moved = lockfile.changes(previous, new)
     if previous is None:
         print(f"lock: wrote {paths.lock.name}: {len(new.entries)} packages, each pinned with its hashes", flush=True)
@@ -231,14 +266,14 @@ def wheelhouse_step(settings: Settings) -> None:
 def docker(settings: Settings) -> None:
     target = image.image_target(settings)
     paths = settings.paths
-    with project_lock(paths.build):
+    with project_lock(paths.build):  # held through the build: nothing changes the wheelhouse while it is read
         parsed, text = require_lock(settings)
         if image.is_host(target, settings.python_version):
             wheelhouse.verify(settings, parsed, paths.wheels)
             requirements, house = paths.lock, paths.wheels
         else:
             requirements, house = image_wheelhouse(settings, target, parsed, text)
-    image.build(settings, target, requirements, house)
+        image.build(settings, target, requirements, house)
 
 
 def image_wheelhouse(
@@ -264,7 +299,7 @@ def image_wheelhouse(
     image_lock = lockfile.parse(requirements.read_text())
     models = {m.wheel.name: m.wheel.path for m in found}
     wheelhouse.fill(settings, image_lock, requirements.read_text(), directory / "wheels", models,
-                    target.download_platform())  # fmt: skip
+                    target.download_platform(), target.marker_environment())  # fmt: skip
     return requirements, directory / "wheels"
 
 

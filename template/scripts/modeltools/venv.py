@@ -7,6 +7,7 @@ no find-links page from pip's or uv's configuration, every file by hash.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import sys
@@ -27,18 +28,50 @@ def sealed_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
-def stamp_text(settings: Settings, lock_text: str) -> str:
-    return f"{settings.installer} sha256:{hashlib.sha256(lock_text.encode()).hexdigest()}\n"
+def stamp(settings: Settings, lock: lockfile.Lock, lock_text: str) -> dict:
+    """What .venv/.installed records: the installer, the lock, and each model's file (its hash)."""
+    models = {e.requirement: e.hashes[0] for e in lock.entries if "-r requirements-model.in" in e.via and e.hashes}
+    return {"installer": settings.installer, "lock": hashlib.sha256(lock_text.encode()).hexdigest(), "models": models}
 
 
-def is_current(settings: Settings, lock_text: str) -> bool:
-    stamp = settings.venv / STAMP
+def read_stamp(settings: Settings) -> dict:
+    try:
+        found = json.loads((settings.venv / STAMP).read_text())
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def is_current(settings: Settings, wanted: dict) -> bool:
+    recorded = read_stamp(settings)
     python = settings.venv / "bin" / "python"
-    return python.exists() and stamp.is_file() and stamp.read_text() == stamp_text(settings, lock_text)
+    return python.exists() and {k: recorded.get(k) for k in ("installer", "lock")} == {
+        k: wanted[k] for k in ("installer", "lock")
+    }
+
+
+def holds_lock(settings: Settings) -> bool:
+    """Whether .venv was synced with requirements.txt as it is now (by this installer)."""
+    path = settings.paths.lock
+    if not path.is_file():
+        return False
+    text = path.read_text()
+    return is_current(settings, stamp(settings, lockfile.parse(text), text))
+
+
+def replaced_models(recorded: dict, wanted: dict) -> list[str]:
+    """Models whose locked file changed at the same version: installers keep what has the right version."""
+    before = recorded.get("models") if isinstance(recorded.get("models"), dict) else {}
+    return [line.split("==")[0] for line, digest in wanted["models"].items() if before.get(line, digest) != digest]
 
 
 def create(settings: Settings) -> Path:
     python = settings.venv / "bin" / "python"
+    made_by = read_stamp(settings).get("installer")
+    if python.exists() and made_by not in (None, settings.installer):
+        # a uv venv has no pip for pip-sync, and pip-sync leaves pip in a venv uv would sync: start afresh
+        print(f"install: {settings.venv} was made with {made_by}; making it again with {settings.installer}")
+        shutil.rmtree(settings.venv)
     if python.exists():
         return python
     # The interpreter the tools venv was made from (make's PYTHON): a real binary, not a
@@ -53,9 +86,20 @@ def create(settings: Settings) -> Path:
     return python
 
 
-def sync(settings: Settings, lock: Path, wheels: Path) -> None:
+def uninstall(settings: Settings, python: Path, names: list[str]) -> None:
+    if settings.installer == "uv":
+        command = [settings.tool("uv"), "pip", "uninstall", "--quiet", "--python", str(python), *names]
+    else:
+        command = [str(python), "-m", "pip", "uninstall", "--quiet", "--yes", *names]
+    run_tool(command, what="uninstalling the replaced models", env=sealed_environment(settings),
+             fix=f"Remove {settings.venv} and run make install")  # fmt: skip
+
+
+def sync(settings: Settings, lock: Path, wheels: Path, replaced: list[str]) -> None:
     """Make the venv hold exactly the lock's packages, from the wheelhouse only."""
     python = create(settings)
+    if replaced:
+        uninstall(settings, python, replaced)
     if settings.installer == "uv":
         command = [settings.tool("uv"), "pip", "sync", "--quiet", "--python", str(python),
                    "--no-index", "--find-links", str(wheels), "--require-hashes", str(lock)]  # fmt: skip
@@ -76,10 +120,6 @@ def add_source_path(python: Path, src: Path) -> None:
         write_if_changed(purelib / "_project_src.pth", f"{src.resolve()}\n")
 
 
-def mark_installed(settings: Settings, lock_text: str) -> None:
-    write_atomic(settings.venv / STAMP, stamp_text(settings, lock_text))
-
-
 def check_installer(settings: Settings) -> None:
     if not (settings.tools / "bin" / "python").exists():
         raise UserError(f"{settings.tools} is not set up: run make install (it creates it first)")
@@ -96,11 +136,15 @@ def require_lock(settings: Settings) -> tuple[lockfile.Lock, str]:
 def install(settings: Settings) -> None:
     with project_lock(settings.paths.build):
         parsed, text = require_lock(settings)
-        if is_current(settings, text):
+        wanted = stamp(settings, parsed, text)
+        if is_current(settings, wanted):
             print(f"install: {settings.venv} already holds requirements.txt; nothing to do", flush=True)
         else:
             wheelhouse.verify(settings, parsed, settings.paths.wheels)
-            sync(settings, settings.paths.lock, settings.paths.wheels)
+            sync(settings, settings.paths.lock, settings.paths.wheels, replaced_models(read_stamp(settings), wanted))
             print(f"install: {settings.venv} holds the {len(parsed.entries)} packages of requirements.txt, "
                   f"from build/wheels with no index ({settings.installer})", flush=True)  # fmt: skip
-        mark_installed(settings, text)
+        for marker in settings.venv.glob(".installer-*"):
+            marker.unlink()
+        (settings.venv / f".installer-{settings.installer}").touch()
+        write_atomic(settings.venv / STAMP, json.dumps(wanted, indent=1, sort_keys=True) + "\n")

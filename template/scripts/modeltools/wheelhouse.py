@@ -48,13 +48,29 @@ class Wheelhouse:
     def find(self, entry: LockEntry) -> Path | None:
         return next((self.by_hash[h] for h in entry.hashes if h in self.by_hash), None)
 
-    def missing(self, lock: Lock) -> list[LockEntry]:
-        return [entry for entry in lock.entries if self.find(entry) is None]
+    def missing(self, lock: Lock, environment: Environment = None) -> list[LockEntry]:
+        """The entries this machine (or the given target) needs that have no file here."""
+        return [entry for entry in lock.entries if applies(entry, environment) and self.find(entry) is None]
 
     def strays(self, lock: Lock) -> list[Path]:
         """Files no entry of the lock matches: older versions, or a locked file whose bytes changed."""
         needed = {self.find(entry) for entry in lock.entries}
         return [path for path in self.by_hash.values() if path not in needed]
+
+
+Environment = dict[str, str] | None  # marker variables of a target; None: this machine
+
+
+def applies(entry: LockEntry, environment: Environment) -> bool:
+    """Whether an entry's marker (e.g. `; sys_platform == "darwin"`) selects it for the target."""
+    if ";" not in entry.requirement:
+        return True
+    marker = entry.parsed.marker
+    return marker is None or marker.evaluate(environment)
+
+
+def is_model(entry: LockEntry) -> bool:
+    return "-r requirements-model.in" in entry.via
 
 
 def stamp_text(lock_text: str) -> str:
@@ -87,7 +103,7 @@ def pip_download(settings: Settings, entries: Sequence[LockEntry], dest: Path, p
 
 
 def fill(settings: Settings, lock: Lock, lock_text: str, dest: Path, models: dict[str, Path],
-         platform: Platform | None = None) -> Wheelhouse:  # fmt: skip
+         platform: Platform | None = None, environment: Environment = None) -> Wheelhouse:  # fmt: skip
     """Make dest hold exactly the lock's files, each matching one of its hashes."""
     try:
         dest.mkdir(parents=True, exist_ok=True)
@@ -99,14 +115,21 @@ def fill(settings: Settings, lock: Lock, lock_text: str, dest: Path, models: dic
         for stray in house.strays(lock):
             stray.unlink()
         house = Wheelhouse(dest, settings.hashes)
-        missing = house.missing(lock)
+        missing = house.missing(lock, environment)
+        unfetched_models = [e.requirement for e in missing if is_model(e)]
+        if unfetched_models:  # a model never goes to pip by name: build/ must hold its locked file
+            raise UserError(
+                f"build/ has no file with the locked hash of {', '.join(unfetched_models)}: run make models "
+                "(it fetches each model by that hash)"
+            )
         if missing and settings.offline:
             names = ", ".join(e.requirement for e in missing)
             raise UserError(f"OFFLINE=1, but {dest}/ lacks {names}: run make wheelhouse once with network access")
         if missing:
             pip_download(settings, missing, dest, platform)
+            refuse_sources(dest)
             house = Wheelhouse(dest, settings.hashes)
-        absent = house.missing(lock)
+        absent = house.missing(lock, environment)
         if absent:
             raise UserError(f"pip download did not provide {', '.join(e.requirement for e in absent)}; see above")
         for stray in house.strays(lock):  # a same-version file pip found elsewhere first
@@ -118,11 +141,24 @@ def fill(settings: Settings, lock: Lock, lock_text: str, dest: Path, models: dic
     return Wheelhouse(dest, settings.hashes)
 
 
-def verify(settings: Settings, lock: Lock, directory: Path) -> None:
+def refuse_sources(dest: Path) -> None:
+    """Only wheels: an install with no index cannot build a source distribution (its build tools are not here)."""
+    sources = [p for p in dest.iterdir() if p.is_file() and not p.name.startswith(".") and not p.name.endswith(".whl")]
+    for path in sources:
+        path.unlink()
+    if sources:
+        raise UserError(
+            f"{', '.join(p.name for p in sources)}: pip found only the source of these, and an install with no "
+            "index cannot build it: pin a version that has wheels for this platform in requirements.in, "
+            "then run make lock"
+        )
+
+
+def verify(settings: Settings, lock: Lock, directory: Path, environment: Environment = None) -> None:
     """Before an install or an image build: every locked file is there, with its hash."""
     house = Wheelhouse(directory, settings.hashes)
     settings.hashes.save()
-    absent = house.missing(lock)
+    absent = house.missing(lock, environment)
     if absent:
         changed = [p.name for p in house.strays(lock)]
         detail = f" ({', '.join(changed)} changed or no longer locked)" if changed else ""
