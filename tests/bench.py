@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.containers import configure_podman, ensure_base_image, find_engine
+from tests.support.containers import configure_podman, ensure_base_image, find_engine, remove_image
 from tests.support.mirror import Mirror, MirrorServer
 from tests.support.project import REPO, make_argv, make_env, render
 from tests.support.wheels import CACHE_DIR, TinyModel, build_real_sm, build_tiny
@@ -253,6 +253,7 @@ def image_benchmarks(bench: Bench, project: Path) -> None:
         f"image size {size / 1e6:.0f} MB = base image {base / 1e6:.0f} MB + venv and src {(size - base) / 1e6:.0f} MB "
         f"(of which model wheels {models / 1e6:.0f} MB, installed unpacked)"
     )
+    remove_image(engine, image)
 
 
 def _image_size(engine: str, image: str) -> int:

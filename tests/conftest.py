@@ -48,6 +48,14 @@ def isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> None:
                  "NLP_MODELS_AUTO_INSTALL"):  # fmt: skip
         os.environ.pop(name, None)
     os.environ["NLP_MODELS_CACHE"] = str(tmp_path_factory.mktemp("model-cache"))
+    os.environ["UV_CACHE_DIR"] = str(tmp_path_factory.mktemp("uv-cache"))
+
+
+@pytest.fixture(autouse=True)
+def own_uv_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A uv cache per test, deleted with it: uv unpacks a local wheel once per path, so a shared cache
+    would gain a copy of spaCy and its dependencies (hundreds of MB) for every project a test installs."""
+    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "uv-cache"))
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Installed, InstalledProjects
-from tests.support.containers import configure_podman, ensure_base_image, find_engine
+from tests.support.containers import configure_podman, ensure_base_image, find_engine, remove_image
 from tests.support.mirror import Mirror
 from tests.support.project import MakeResult, copy_project, make
 from tests.support.wheels import CACHE_DIR, build_plain_wheel
@@ -31,14 +31,15 @@ TOKEN = "FAKE-IMAGE-BUILD-TOKEN-5e3a91"
 
 
 @pytest.fixture(scope="session")
-def engine() -> str:
+def engine() -> Iterator[str]:
     configure_podman(CACHE_DIR / "containers")
     found = find_engine()
     if found is None:
         if os.environ.get("CI"):
             pytest.fail("CI=true, but neither podman nor docker works here (.ci/run installs podman)")
         pytest.skip("no container engine (podman or docker) here; with CI=true this fails instead")
-    return found
+    yield found
+    subprocess.run([found, "image", "prune", "--force"], capture_output=True)  # layers of the session's builds
 
 
 @pytest.fixture(scope="session")
@@ -91,7 +92,7 @@ def built(
     # --no-cache: the engine keeps layers between test runs; this build must really happen.
     result = make(project, "docker", *settings, "DOCKER_BUILD_ARGS=--no-cache")
     yield Built(project, image, result)
-    subprocess.run([engine, "rmi", "--force", image], capture_output=True)
+    remove_image(engine, image)
 
 
 def test_make_docker_builds_offline_and_loads_each_model(built: Built, engine: str) -> None:
@@ -187,7 +188,7 @@ def test_plain_build_after_make_models_with_a_build_secret(
         leaked = [name for name, data in image_files(engine, image, tmp_path) if TOKEN.encode() in data]
         assert leaked == [], f"the token is in {leaked}"
     finally:
-        subprocess.run([engine, "rmi", "--force", image], capture_output=True)
+        remove_image(engine, image)
 
 
 def test_make_docker_passes_env_credentials_only_as_a_secret(
@@ -203,7 +204,7 @@ def test_make_docker_passes_env_credentials_only_as_a_secret(
         assert TOKEN not in run(engine, "image", "inspect", image).stdout
         assert [name for name, data in image_files(engine, image, tmp_path) if TOKEN.encode() in data] == []
     finally:
-        subprocess.run([engine, "rmi", "--force", image], capture_output=True)
+        remove_image(engine, image)
 
 
 def test_an_image_from_a_uv_lock_bakes_in_a_packaged_pipeline(
@@ -228,4 +229,4 @@ def test_an_image_from_a_uv_lock_bakes_in_a_packaged_pipeline(
         own = run(engine, "run", "--rm", "--network=none", "--entrypoint", "python", image, "-c", code).stdout
         assert own.strip() == LABEL
     finally:
-        subprocess.run([engine, "rmi", "--force", image], capture_output=True)
+        remove_image(engine, image)

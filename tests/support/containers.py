@@ -72,6 +72,12 @@ def image_exists(engine: str, image: str) -> bool:
     return subprocess.run([engine, "image", "inspect", image], capture_output=True).returncode == 0
 
 
+def remove_image(engine: str, image: str) -> None:
+    """Remove a test image and the build layers it leaves behind: each build holds the wheelhouse and a venv."""
+    subprocess.run([engine, "rmi", "--force", image], capture_output=True)
+    subprocess.run([engine, "image", "prune", "--force"], capture_output=True)
+
+
 def ensure_base_image(engine: str) -> str:
     """localhost/nlp-base:bookworm with python3 and venv: imported from cache, or debootstrapped once."""
     if image_exists(engine, BASE_IMAGE):
