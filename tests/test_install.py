@@ -163,6 +163,12 @@ def test_editing_the_model_list_updates_exactly_what_changed(project: Path, mirr
     )
     assert venv_python(project, entry_points).strip() == "['en_core_web_sm']"
 
+    (project / "requirements-model.in.url").unlink()  # make sees no prerequisite change, only one fewer
+    make(project, "install", env=FAST)
+    assert "en_core_web_sm" not in pinned((project / "requirements.txt").read_text())
+    assert venv_python(project, entry_points).strip() == "[]"
+    assert make(project, "-q", "install", env=FAST, check=False).returncode == 0
+
 
 def test_a_tampered_model_is_refused_and_the_advice_fixes_it(tmp_path: Path, installed_with: Installed) -> None:
     project = copy_project(installed_with.path, tmp_path / "proj", with_venvs=True)

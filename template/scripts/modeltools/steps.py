@@ -144,6 +144,12 @@ def collect_models(settings: Settings, upgrade: bool = False) -> list[Model]:
     check_no_model_by_name(paths.requirements, paths.pins, [m.wheel.name for m in models] + in_build)
     if write_if_changed(paths.pins, render_pins(m.wheel for m in models)):
         print(f"models: wrote {paths.pins.name}", flush=True)
+    # make cannot see a deleted prerequisite: it compares this list with the lists that exist now
+    listed = " ".join(path.name for path in (paths.urls, paths.ranges) if path.is_file())
+    write_if_changed(
+        paths.work / "models.mk",
+        f"# Written by make models: the model lists it read.\nmodel_lists_seen := {listed}\n",
+    )
     settings.hashes.save()
     return models
 
