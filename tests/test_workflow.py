@@ -12,11 +12,13 @@ import re
 import stat
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.support.containers import remove_image
 from tests.support.mirror import Mirror
 from tests.support.project import copy_project, render
 from tests.test_docker import base_image, engine  # noqa: F401 (fixtures for the container step)
@@ -193,14 +195,18 @@ def test_the_run_steps_pass_in_order_against_the_mirror(
     subprocess.run(["git", "commit", "-qm", "rendered"], cwd=project, check=True)
     context = {"secrets": {"GITHUB_TOKEN": SECRETS["GITHUB_TOKEN"]}, "workspace": project, "cache_hit": False}
     # GitHub's runners pull python:X-slim; here the base image is made without a registry.
-    machine = {"BASE_IMAGE": request.getfixturevalue("base_image")}
+    image = f"localhost/nlp-template-workflow-{uuid.uuid4().hex[:8]}:latest"
+    machine = {"BASE_IMAGE": request.getfixturevalue("base_image"), "IMAGE": image}
     job_env = {name: evaluate(value, context) for name, value in workflow(project)["env"].items()}
-    for step in [step for step in steps(project) if "run" in step]:
-        env = {**machine, **job_env, **{name: evaluate(v, context) for name, v in step.get("env", {}).items()}}
-        result = run_step(project, step["run"], env)
-        print(f"--- {step.get('name', step['run'])} (exit {result.returncode})\n{result.stdout}{result.stderr}")
-        assert result.returncode == 0, step.get("name", step["run"])
-        assert SECRETS["GITHUB_TOKEN"] not in result.stdout + result.stderr
+    try:
+        for step in [step for step in steps(project) if "run" in step]:
+            env = {**machine, **job_env, **{name: evaluate(v, context) for name, v in step.get("env", {}).items()}}
+            result = run_step(project, step["run"], env)
+            print(f"--- {step.get('name', step['run'])} (exit {result.returncode})\n{result.stdout}{result.stderr}")
+            assert result.returncode == 0, step.get("name", step["run"])
+            assert SECRETS["GITHUB_TOKEN"] not in result.stdout + result.stderr
+    finally:
+        remove_image(request.getfixturevalue("engine"), image)
     # The next run restores the cache it saved: an exact hit, so make install runs offline and does nothing.
     mark = mirror.mark()
     install = step_running(project, "make install")
