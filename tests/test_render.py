@@ -42,8 +42,7 @@ def expected_tree(package: str, runtime_install: bool, ci: str) -> set[str]:
         ".copier-answers.yml", ".env", ".env.example", ".gitignore", ".dockerignore", ".pre-commit-config.yaml",
         "Makefile", "README.md", "Dockerfile", "pyproject.toml", "pipelines/README.md",
         "requirements.in", "requirements-model.in.url", "requirements-model.in.range", "requirements-model.in",
-        f"src/{package}/__init__.py", f"src/{package}/__main__.py", f"src/{package}/nlp.py",
-        f"src/{package}/modelstore.py", "tests/test_nlp.py",
+        f"src/{package}/__init__.py", f"src/{package}/__main__.py", f"src/{package}/nlp.py", "tests/test_nlp.py",
     }  # fmt: skip
     if runtime_install:
         files.add(f"src/{package}/models.py")
@@ -91,6 +90,10 @@ def test_every_variant_renders_completely(tmp_path: Path, answers: dict) -> None
         saved["package_name"], answers["runtime_install"], answers["ci"]
     )
     assert "scripts/models.py" in files
+    package_code = "".join((project / name).read_text() for name in files if name.startswith("src/"))
+    imported = set(re.findall(r"^\s*(?:from|import)\s+([\w.]+)", package_code, re.MULTILINE))
+    if not answers["runtime_install"]:  # the loader only: no HTTP, no store, no lock in the user's package
+        assert not {"requests", "urllib", "urllib.request", "http.client", "socket", "filelock", "installer"} & imported
     for name in files:
         text = (project / name).read_text()
         assert "{%" not in re.sub(r"\$\{\{.*?\}\}", "", text), f"leftover Jinja in {name}"

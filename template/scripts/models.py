@@ -17,12 +17,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from modeltools.errors import UserError, expected_errors
+from modeltools.errors import UserError, mask
 from modeltools.files import describe_os_error
 from modeltools.settings import Settings
 
-# verb -> (module, function, help). Modules are imported for their verb only: `install`
-# stays lean (no network stack), since it runs on every change of the lock.
+# verb -> (module, function, help). Modules are imported for their verb only.
 VERBS: dict[str, tuple[str, str, str]] = {
     "models": ("steps", "models", "download each listed model wheel once into build/; write requirements-model.in"),
     "links": ("steps", "links", "write build/spacy_model_links.html from the releases API or the team index"),
@@ -34,7 +33,7 @@ VERBS: dict[str, tuple[str, str, str]] = {
     ),
     "upgrade": ("steps", "upgrade", "re-resolve everything, models included, to the newest allowed versions"),
     "wheelhouse": ("steps", "wheelhouse_step", "put every wheel of requirements.txt into build/wheels, hash-checked"),
-    "install": ("venv", "install", "sync .venv with requirements.txt from build/wheels, with no index"),
+    "install-failed": ("venv", "install_failed", "after a refused install: name the wheelhouse file to blame"),
     "docker": ("steps", "docker", "build the image for PLATFORM from its own verified wheelhouse, offline"),
     "check-secrets": ("steps", "check_secrets", "fail if a value from .env is in a tracked file or in the lock"),
     "check-env": ("steps", "check_env", "check that make reads every line of .env as written"),
@@ -73,23 +72,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings.env_values  # noqa: B018 - a .env make misreads stops every step, before anything runs
         run_verb(args.verb, settings)
-    except expected_errors() as error:
+    except UserError as error:
         print(f"error: {settings_safe(settings, str(error))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted: nothing was left half-written; run the same make command again", file=sys.stderr)
         return 130
     except OSError as error:
+        if error.errno is None:  # requests' failures are OSErrors too, with no errno: not a disk's
+            return unexpected(settings, error)
         where = Path(error.filename) if error.filename else Path.cwd()
         print(f"error: {settings_safe(settings, describe_os_error(error, where))}", file=sys.stderr)
         return 1
     except Exception as error:  # a bug: one line, the details on request
-        if settings.verbose:
-            traceback.print_exc()
-        message = settings_safe(settings, f"{type(error).__name__}: {error}")
-        print(f"error: {message} (an unexpected failure; run with VERBOSE=1 to see where)", file=sys.stderr)
-        return 1
+        return unexpected(settings, error)
     return 0
+
+
+def unexpected(settings: Settings, error: BaseException) -> int:
+    if settings.verbose:
+        traceback.print_exc()
+    message = settings_safe(settings, f"{type(error).__name__}: {error}")
+    print(f"error: {message} (an unexpected failure; run with VERBOSE=1 to see where)", file=sys.stderr)
+    return 1
 
 
 def settings_safe(settings: Settings, text: str) -> str:
@@ -97,8 +102,6 @@ def settings_safe(settings: Settings, text: str) -> str:
     try:
         return settings.redact(text)
     except (UserError, OSError):
-        from modeltools.store import mask
-
         return mask(text)
 
 

@@ -14,7 +14,8 @@ import time
 from modeltools import lockfile
 from modeltools.errors import UserError
 from modeltools.settings import Settings
-from modeltools.store import ModelStore, StoreError, human_size, wheel_metadata
+from modeltools.store import ModelStore, human_size
+from modeltools.wheels import read_metadata
 
 
 def pinned_here(settings: Settings) -> set[str]:
@@ -37,10 +38,10 @@ def max_age_days(settings: Settings) -> float:
 def describe(store: ModelStore, sha256: str) -> str:
     """'name version' from the entry's own METADATA, or what it is when that cannot be read."""
     try:
-        metadata = wheel_metadata(store.entries / sha256)
-    except (StoreError, OSError):
+        metadata = read_metadata(store.entries / sha256)
+        return f"{metadata.name} {metadata.version}"
+    except (UserError, ValueError):
         return "(not a readable wheel)"
-    return f"{metadata.get('Name', '?')} {metadata.get('Version', '?')}"
 
 
 def age(seconds_ago: float) -> str:

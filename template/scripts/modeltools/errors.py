@@ -1,4 +1,4 @@
-"""Failures the user can fix, and the one way this package runs an outside tool.
+"""Failures the user can fix, what may be printed, and the one way this package runs an outside tool.
 
 Every message is one line that says what happened and the command that fixes
 it. Nothing printed here may carry a secret: URLs lose their user-info and the
@@ -14,26 +14,16 @@ import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 
-__all__ = ["Redactor", "UserError", "expected_errors", "run_tool"]
+USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/\s?#@]*@")
 
 
 class UserError(Exception):
     """A failure the user can fix; the command line prints it without a traceback."""
 
 
-def expected_errors() -> tuple[type[BaseException], ...]:
-    """UserError, and the model store's StoreError once the store was loaded (nothing else raises it)."""
-    store = sys.modules.get("modelstore")
-    return (UserError, store.StoreError) if store is not None else (UserError,)
-
-
-def _mask(text: str) -> str:
-    # the store (and its network stack) is loaded only by the steps that need it
-    if "@" not in text:
-        return text
-    from modeltools.store import mask
-
-    return mask(text)
+def mask(text: str) -> str:
+    """Every URL's user-info (user:password@) in text shown as ****@."""
+    return USERINFO.sub(r"\1****@", text)
 
 
 class Redactor:
@@ -44,7 +34,7 @@ class Redactor:
         self.pattern = re.compile("|".join(map(re.escape, values))) if values else None
 
     def __call__(self, text: str) -> str:
-        text = _mask(text)
+        text = mask(text)
         return self.pattern.sub("****", text) if self.pattern else text
 
 
@@ -58,10 +48,10 @@ def run_tool(
     cwd: str | os.PathLike[str] | None = None,
     quiet: bool = False,
 ) -> str:
-    """Run a tool, streaming its output (redacted) as it comes; return that output.
+    """Run a tool, streaming its output (redacted) as it comes, or holding it back when quiet; return it.
 
-    A non-zero exit becomes one UserError naming the step and its fix; the
-    tool's own explanation has already been printed above it.
+    A non-zero exit becomes one UserError naming the step and its fix; a quiet
+    tool's last lines are printed first, so its own explanation is above it.
     """
     redact = redact or Redactor()
     try:
@@ -75,10 +65,9 @@ def run_tool(
     assert process.stdout is not None
     with process:
         for line in process.stdout:
-            line = redact(line)
-            lines.append(line)
+            lines.append(redact(line))
             if not quiet:
-                sys.stdout.write(line)
+                sys.stdout.write(lines[-1])
                 sys.stdout.flush()
     if process.returncode:
         if quiet:

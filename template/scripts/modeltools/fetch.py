@@ -12,14 +12,15 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.utils import NormalizedName, canonicalize_name, parse_wheel_filename
+from packaging.utils import NormalizedName, parse_wheel_filename
 from packaging.version import Version
 
-from modeltools.errors import UserError
-from modeltools.files import describe_os_error, sha256_of, write_atomic
+from modeltools.errors import UserError, mask
+from modeltools.files import HashCache, link_or_copy
+from modeltools.http import Session
 from modeltools.inputs import WheelSource
 from modeltools.settings import Settings
-from modeltools.store import StoreError, mask
+from modeltools.store import ModelStore
 from modeltools.wheels import ModelWheel, check_identity, expected_identity, read_model_wheel
 
 HUB_PATH = re.compile(r"^/[^/]+/[^/]+/resolve/(?P<revision>[^/]+)/[^/]+$")
@@ -79,61 +80,82 @@ def hub_note(url: str, hub_endpoint: str) -> str | None:
     return None
 
 
-def fetch_model(settings: Settings, source: WheelSource, expected: Expected | None) -> ModelWheel:
-    """The wheel of one source in build/, under its PEP 427 name, checked."""
-    name, version = expected_identity(source.filename, source.where)
-    check_offered_hash(source, expected)
-    build = settings.paths.build
-    wanted = version if version is not None else expected.version if expected else None
-    present = wheels_in_build(build).get((name, wanted)) if wanted is not None else None
-    if present is None and version is None:
-        known = settings.store.sha256_for_url(source.url)
-        present = next((p for p in build.glob("*.whl") if known and settings.hashes.sha256(p) == known), None)
-    if present is not None:
-        check_hash(settings, present, expected, f"build/{present.name}")
-        wheel = read_model_wheel(present)
-        check_identity(wheel, name, version, source.where)
-        return wheel
-    if source.local:
-        return _copy_local(settings, source, name, version, expected)
+@dataclass(frozen=True)
+class Fetcher:
+    """What fetching a model needs: build/, this machine's store, the download session, the hash cache."""
 
-    def check(path: Path) -> None:
+    build: Path
+    store: ModelStore
+    session: Session
+    hashes: HashCache
+    offline: bool
+
+    @classmethod
+    def of(cls, settings: Settings) -> Fetcher:
+        return cls(settings.paths.build, settings.store, settings.session, settings.hashes, settings.offline)
+
+    def wheel(self, source: WheelSource, expected: Expected | None) -> ModelWheel:
+        """The wheel of one source in build/, under its PEP 427 name, checked."""
+        name, version = expected_identity(source.filename, source.where)
+        check_offered_hash(source, expected)
+        wanted = version if version is not None else expected.version if expected else None
+        present = wheels_in_build(self.build).get((name, wanted)) if wanted is not None else None
+        if present is None and version is None:
+            known = self.store.sha256_for_url(source.url)
+            present = next((p for p in self.build.glob("*.whl") if known and self.hashes.sha256(p) == known), None)
+        if present is not None:
+            self.check_hash(present, expected, f"build/{present.name}")
+            wheel = read_model_wheel(present)
+            check_identity(wheel, name, version, source.where)
+            return wheel
+        if source.local:
+            return self.copy_local(source, name, version, expected)
+
+        def check(path: Path) -> None:
+            wheel = read_model_wheel(path)
+            check_identity(wheel, name, version, source.where)
+            if version is None and expected is not None and expected.binds(wheel.version):
+                self.check_hash(path, expected, f"{source.where}: the file")
+
+        try:
+            fetched = self.store.fetch(
+                self.session, source.url, sha256=expected.sha256 if expected and version is not None else None,
+                partial_dir=self.build / ".partial", check=check, label=source.filename, offline=self.offline,
+            )  # fmt: skip
+        except UserError as error:
+            raise UserError(f"{source.where}: {error}") from None
+        wheel = read_model_wheel(fetched.path)
+        return read_model_wheel(self.store.link(fetched.sha256, self.build / wheel.filename))
+
+    def check_hash(self, path: Path, expected: Expected | None, what: str) -> None:
+        """A file that does not hash to what it must is refused, with the command that fixes it."""
+        if expected is None:
+            return
+        actual = self.hashes.sha256(path)
+        if actual != expected.sha256:
+            if what.startswith("build/"):
+                cause = f"it changed after it was fetched. Delete it (rm {what}) and run make models to fetch it again;"
+            else:
+                cause = "its source now serves another file, and nothing was kept;"
+            raise UserError(
+                f"{what} does not match {expected.reason} (sha256 {expected.sha256[:12]}… expected, "
+                f"{actual[:12]}… found): {cause} {expected.fix}"
+            )
+
+    def copy_local(
+        self, source: WheelSource, name: NormalizedName, version: Version | None, expected: Expected | None
+    ) -> ModelWheel:
+        """A wheel given as a file: checked where it is, then copied into build/ (once)."""
+        path = Path(urllib.parse.unquote(urllib.parse.urlsplit(source.url).path))
+        if not path.is_file():
+            raise UserError(f"{source.where}: {path} does not exist: fix the path, or run make package if it is yours")
+        self.check_hash(path, expected, str(path))
         wheel = read_model_wheel(path)
         check_identity(wheel, name, version, source.where)
-        if version is None and expected is not None and expected.binds(wheel.version):
-            check_hash(settings, path, expected, f"{source.where}: the file")
-
-    try:
-        fetched = settings.store.fetch(
-            source.url, sha256=expected.sha256 if expected and version is not None else None,
-            partial_dir=settings.paths.partial, check=check,
-            auth=settings.auth, label=source.filename, offline=settings.offline,
-        )  # fmt: skip
-    except StoreError as error:
-        raise UserError(f"{source.where}: {error}") from None
-    wheel = read_model_wheel(fetched.path)
-    target = build / wheel.filename
-    try:
-        settings.store.link(fetched.sha256, target)
-    except OSError as error:
-        raise UserError(describe_os_error(error, build)) from None
-    return read_model_wheel(target)
-
-
-def check_hash(settings: Settings, path: Path, expected: Expected | None, what: str) -> None:
-    """A file that does not hash to what it must is refused, with the command that fixes it."""
-    if expected is None:
-        return
-    actual = settings.hashes.sha256(path) if path.parent == settings.paths.build else sha256_of(path)
-    if actual != expected.sha256:
-        if what.startswith("build/"):
-            cause = f"it changed after it was fetched. Delete it (rm {what}) and run make models to fetch it again;"
-        else:
-            cause = "its source now serves another file, and nothing was kept;"
-        raise UserError(
-            f"{what} does not match {expected.reason} (sha256 {expected.sha256[:12]}… expected, "
-            f"{actual[:12]}… found): {cause} {expected.fix}"
-        )
+        target = self.build / wheel.filename
+        if path.resolve() != target.resolve():
+            link_or_copy(path, target)
+        return read_model_wheel(target)
 
 
 def check_offered_hash(source: WheelSource, expected: Expected | None) -> None:
@@ -144,23 +166,3 @@ def check_offered_hash(source: WheelSource, expected: Expected | None) -> None:
             f"{expected.sha256[:12]}… of {expected.reason}: it was replaced after it was locked, so nothing was "
             f"downloaded. Have the original restored there; {expected.fix}"
         )
-
-
-def _copy_local(
-    settings: Settings, source: WheelSource, name: NormalizedName, version: Version | None, expected: Expected | None
-) -> ModelWheel:
-    """A wheel given as a file: checked where it is, then copied into build/ (once)."""
-    path = Path(urllib.parse.unquote(urllib.parse.urlsplit(source.url).path))
-    if not path.is_file():
-        raise UserError(f"{source.where}: {path} does not exist: fix the path, or run make package if it is yours")
-    check_hash(settings, path, expected, str(path))
-    wheel = read_model_wheel(path)
-    check_identity(wheel, name, version, source.where)
-    target = settings.paths.build / wheel.filename
-    if path.resolve() != target.resolve():
-        write_atomic(target, path.read_bytes())
-    return read_model_wheel(target)
-
-
-def canonical(name: str) -> NormalizedName:
-    return canonicalize_name(name)

@@ -18,9 +18,9 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 
 from modeltools.errors import UserError
-from modeltools.store import mirror_url
 from modeltools.wheels import ModelWheel, expected_identity
 
+GITHUB_RELEASES = "https://github.com/explosion/spacy-models/releases/download/"
 INCLUDE = re.compile(r"^\s*(-r|-c|--requirement|--constraint)(?:\s+|=)(\S+)")
 SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -68,6 +68,13 @@ class RangeSource:
     def applies(self) -> bool:
         """False when the line's marker excludes this machine."""
         return self.requirement.marker is None or self.requirement.marker.evaluate()
+
+
+def mirror_url(url: str, base: str | None) -> str:
+    """A GitHub release download URL rewritten onto base (SPACY_MODELS_URL); any other URL unchanged."""
+    if not base or not url.startswith(GITHUB_RELEASES):
+        return url
+    return base.rstrip("/") + "/" + url[len(GITHUB_RELEASES) :]
 
 
 def strip_comment(line: str) -> str:

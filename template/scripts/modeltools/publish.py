@@ -14,16 +14,15 @@ environment: no credential is on a command line or in the output.
 
 from __future__ import annotations
 
-import dataclasses
-import urllib.error
 from collections.abc import Iterable
 from pathlib import Path
 
+import requests
+
 from modeltools import envfile, envs, releases, steps
-from modeltools.errors import Redactor, UserError, run_tool
+from modeltools.errors import Redactor, UserError, mask, run_tool
 from modeltools.files import project_lock
 from modeltools.settings import Settings
-from modeltools.store import StoreError, mask, open_url
 from modeltools.wheels import ModelWheel
 
 CREDENTIALS = ("TWINE_REPOSITORY_URL", "TWINE_USERNAME", "TWINE_PASSWORD")
@@ -83,10 +82,11 @@ def team_index(settings: Settings) -> str:
         upload_url = credentials(settings)["TWINE_REPOSITORY_URL"].rstrip("/")
         index = upload_url.removesuffix("/legacy") + "/simple"
     try:
-        with open_url(index + "/", auth=settings.auth, timeout=60):
-            pass
-    except (urllib.error.URLError, OSError, StoreError) as error:
-        reason = f"HTTP {error.code}" if isinstance(error, urllib.error.HTTPError) else mask(str(error))
+        status = settings.session.get(index + "/", timeout=60).status_code
+        reason = f"HTTP {status}"
+    except requests.RequestException as error:
+        status, reason = 0, type(error).__name__
+    if not 200 <= status < 400:
         raise UserError(
             f"cannot read the team index at {mask(index)}/ ({reason}): set SPACY_MODELS_INDEX in .env to "
             "its simple URL (PEP 503, e.g. https://pypi.example.com/simple), which make publish checks first"
@@ -99,8 +99,7 @@ def index_states(
 ) -> dict[str, str]:
     """For each wheel: the index has the same file, other bytes under its name and version, none, or no hash."""
     wheels = list(wheels)
-    reader = dataclasses.replace(settings, environ={**settings.environ, "SPACY_MODELS_INDEX": index})
-    links = releases.index_links(reader, [wheel.display_name for wheel in wheels])
+    links = releases.index_links(settings.session, index, [wheel.display_name for wheel in wheels])
     states = {}
     for wheel in wheels:
         found = [link for link in links if link.identity() == (wheel.name, wheel.version)]

@@ -14,11 +14,10 @@ from packaging.utils import NormalizedName
 from packaging.version import Version
 
 from modeltools.errors import UserError
-from modeltools.fetch import Expected, check_hash, fetch_model, wheels_in_build
-from modeltools.inputs import RangeSource, WheelSource
+from modeltools.fetch import Expected, Fetcher, wheels_in_build
+from modeltools.inputs import RangeSource, WheelSource, mirror_url
 from modeltools.releases import ModelLink
 from modeltools.settings import Settings
-from modeltools.store import mirror_url
 from modeltools.wheels import ModelWheel, read_model_wheel, wheel_filename
 
 MAX_TRIES = 3  # releases in range tried, newest first, before giving up on a model that does not fit
@@ -68,14 +67,14 @@ def pinned_wheel(
         return None
     version, sha256 = Version(pinned[0]), pinned[1]
     present = wheels_in_build(settings.paths.build).get((source.name, version))
+    fetcher = Fetcher.of(settings)
     if present is not None:
         locked_file = Expected(sha256, "requirements.txt", "run make upgrade to lock a new file")
-        check_hash(settings, present, locked_file, f"build/{present.name}")
+        fetcher.check_hash(present, locked_file, f"build/{present.name}")
         return checked(read_model_wheel(present), source)
-    if settings.store.get(sha256) is None:
+    if fetcher.store.get(sha256) is None:
         return None
-    target = settings.paths.build / wheel_filename(source.display_name, version)
-    settings.store.link(sha256, target)
+    target = fetcher.store.link(sha256, settings.paths.build / wheel_filename(source.display_name, version))
     return checked(read_model_wheel(target), source)
 
 
@@ -113,11 +112,11 @@ def resolve_range(
                 f"({settings.paths.links}) does not list: run make links to refresh it"
             )
         expected = Expected(pinned[1], "requirements.txt", "run make upgrade to lock a new file")
-        return checked(fetch_model(settings, source_for(settings, link, source.where), expected), source)
+        return checked(Fetcher.of(settings).wheel(source_for(settings, link, source.where), expected), source)
     refused = []
     for _, link in found[:MAX_TRIES]:
         listed = Expected(link.sha256, "the digest the links page gives", "run make links") if link.sha256 else None
-        wheel = checked(fetch_model(settings, source_for(settings, link, source.where), listed), source)
+        wheel = checked(Fetcher.of(settings).wheel(source_for(settings, link, source.where), listed), source)
         reason = misfit(wheel)
         if reason is None:
             return wheel

@@ -15,20 +15,20 @@ import html
 import json
 import re
 import time
-import urllib.error
 import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
+import requests
 from packaging.utils import InvalidWheelFilename, NormalizedName, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
-from modeltools.errors import UserError
+from modeltools.errors import UserError, mask
 from modeltools.files import write_if_changed
+from modeltools.http import Session, failure, get
 from modeltools.settings import Settings
-from modeltools.store import StoreError, mask, open_url
 
 MAX_PAGES = 100  # 10,000 releases; spacy-models has under 1,000
 SHA256_DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
@@ -58,38 +58,24 @@ def _http_url(value: object) -> str | None:
     return value if isinstance(value, str) and urllib.parse.urlsplit(value).scheme in ("http", "https") else None
 
 
-def next_page(link_header: str | None) -> str | None:
-    for part in (link_header or "").split(","):
-        match = re.search(r'<([^>]+)>\s*;\s*rel="?next"?', part)
-        if match:
-            return match.group(1)
-    return None
-
-
-def api_error(url: str, error: BaseException, token_sent: bool) -> UserError:
-    where = mask(url)
-    if isinstance(error, urllib.error.HTTPError):
-        headers = error.headers
-        if error.code in (403, 429) and headers.get("x-ratelimit-remaining") == "0":
-            reset, limit = headers.get("x-ratelimit-reset", ""), headers.get("x-ratelimit-limit", "60")
-            when = "in a while"
-            if reset.isdigit():
-                at = datetime.datetime.fromtimestamp(int(reset), tz=datetime.timezone.utc)
-                when = f"at {at:%Y-%m-%d %H:%M} UTC (in {max(0, round((int(reset) - time.time()) / 60))} min)"
-            return UserError(
-                f"GitHub's API rate limit ({limit} requests an hour) is used up for {where}; it resets {when}. "
-                "Set GITHUB_TOKEN in .env (a token with no scopes will do) to raise the limit to 5000 an hour"
-            )
-        if error.code == 401 and token_sent:
-            return UserError(
-                f"the releases API refused GITHUB_TOKEN (HTTP 401 from {where}): fix it in .env, or unset it"
-            )
-        advice = "try again later" if error.code >= 500 else "check SPACY_MODELS_API"
-        return UserError(f"the releases API failed: HTTP {error.code} {error.reason} from {where}; {advice}")
-    if isinstance(error, StoreError):
-        return UserError(f"the releases API failed: {error}")
-    reason = getattr(error, "reason", error)
-    return UserError(f"the releases API failed: cannot reach {where} ({reason}); check the network or SPACY_MODELS_API")
+def api_error(url: str, response: requests.Response, token_sent: bool) -> UserError:
+    """A refusal of the releases API, in one line: a used-up rate limit says when it resets and how to raise it."""
+    headers = response.headers
+    if response.status_code in (403, 429) and headers.get("x-ratelimit-remaining") == "0":
+        reset, limit = headers.get("x-ratelimit-reset", ""), headers.get("x-ratelimit-limit", "60")
+        when = "in a while"
+        if reset.isdigit():
+            at = datetime.datetime.fromtimestamp(int(reset), tz=datetime.timezone.utc)
+            when = f"at {at:%Y-%m-%d %H:%M} UTC (in {max(0, round((int(reset) - time.time()) / 60))} min)"
+        return UserError(
+            f"GitHub's API rate limit ({limit} requests an hour) is used up for {mask(url)}; it resets {when}. "
+            "Set GITHUB_TOKEN in .env (a token with no scopes will do) to raise the limit to 5000 an hour"
+        )
+    if response.status_code == 401 and token_sent:
+        return UserError(
+            f"the releases API refused GITHUB_TOKEN (HTTP 401 from {mask(url)}): fix it in .env, or unset it"
+        )
+    return failure(url, response, "the releases API failed", fix="check SPACY_MODELS_API")
 
 
 def assets_of(releases: object, url: str) -> list[list]:
@@ -115,16 +101,13 @@ def assets_of(releases: object, url: str) -> list[list]:
 class ReleasesClient:
     """Reads every page of {api}/releases, reusing the pages the server says are unchanged."""
 
-    def __init__(self, settings: Settings, cache_file: Path) -> None:
-        self.settings = settings
-        self.api = settings.models_api
-        self.origin = urllib.parse.urlsplit(self.api)[:2]
-        self.cache_file = cache_file
+    def __init__(self, session: Session, api: str, cache_file: Path, token_sent: bool) -> None:
+        self.session, self.api, self.cache_file, self.token_sent = session, api, cache_file, token_sent
         try:
             cached = json.loads(cache_file.read_text())
         except (OSError, ValueError):
             cached = {}
-        pages = cached.get("pages") if isinstance(cached, dict) and cached.get("api") == mask(self.api) else None
+        pages = cached.get("pages") if isinstance(cached, dict) and cached.get("api") == mask(api) else None
         self.pages: dict[str, dict] = pages if isinstance(pages, dict) else {}
         self.fresh_pages = self.unchanged_pages = 0
 
@@ -133,25 +116,20 @@ class ReleasesClient:
         cached = self.pages.get(mask(url))
         if cached and cached.get("etag"):
             headers["If-None-Match"] = cached["etag"]
+        response = get(self.session, url, "the releases API failed", headers=headers, ok=(401, 403, 429),
+                       fix="check SPACY_MODELS_API")  # fmt: skip
+        if response.status_code == 304 and cached:
+            self.unchanged_pages += 1
+            return cached
+        if response.status_code >= 400:
+            raise api_error(url, response, self.token_sent)
         try:
-            with open_url(url, auth=self.settings.api_auth, headers=headers, timeout=60) as response:
-                body = json.loads(response.read(50_000_000))
-                page = {
-                    "etag": response.headers.get("ETag"),
-                    "next": next_page(response.headers.get("Link")),
-                    "assets": assets_of(body, url),
-                }
-        except urllib.error.HTTPError as error:
-            if error.code == 304 and cached:
-                self.unchanged_pages += 1
-                return cached
-            raise api_error(url, error, bool(self.settings.get("GITHUB_TOKEN"))) from None
+            body = json.loads(response.content[:50_000_000])
         except ValueError:
             raise UserError(f"the releases API answered {mask(url)} with something that is not JSON") from None
-        except (urllib.error.URLError, OSError, StoreError) as error:
-            raise api_error(url, error, False) from None
         self.fresh_pages += 1
-        return page
+        next_url = response.links.get("next", {}).get("url")
+        return {"etag": response.headers.get("ETag"), "next": next_url, "assets": assets_of(body, url)}
 
     def links(self) -> list[ModelLink]:
         url: str | None = f"{self.api}/releases?per_page=100"
@@ -164,7 +142,7 @@ class ReleasesClient:
                     f"the releases API has more than {MAX_PAGES} pages (Link: rel=next never ends): stopped there; "
                     "check SPACY_MODELS_API"
                 )
-            if urllib.parse.urlsplit(url)[:2] != self.origin:
+            if urllib.parse.urlsplit(url)[:2] != urllib.parse.urlsplit(self.api)[:2]:
                 raise UserError(f"the releases API's next page {mask(url)} is on another host: not followed")
             seen[mask(url)] = self.fetch_page(url)
             url = seen[mask(url)]["next"]
@@ -197,30 +175,21 @@ def links_in_page(text: str, base: str) -> list[ModelLink]:
     return links
 
 
-def index_links(settings: Settings, names: Iterable[str]) -> list[ModelLink]:
+def index_links(session: Session, index: str, names: Iterable[str]) -> list[ModelLink]:
     """The wheels a team's PEP 503 index (SPACY_MODELS_INDEX) offers for these models."""
     links = []
     for name in sorted(set(map(canonicalize_name, names))):
-        url = f"{settings.models_index}/{name}/"
-        try:
-            with open_url(url, auth=settings.auth, timeout=60) as response:
-                page = response.read(20_000_000).decode("utf-8", errors="replace")
-                final = response.geturl()
-        except urllib.error.HTTPError as error:
-            if error.code == 404:
-                continue
-            raise UserError(
-                f"the team index failed: HTTP {error.code} from {mask(url)}: check SPACY_MODELS_INDEX"
-            ) from None
-        except (urllib.error.URLError, OSError, StoreError) as error:
-            raise UserError(
-                f"the team index failed: cannot reach {mask(url)} ({error}): check SPACY_MODELS_INDEX"
-            ) from None
-        if _site(final) != _site(url):  # e.g. pypiserver's fallback to PyPI: not the team's file, maybe a squatter's
-            print(f"links: the team index sends {name} to {_site(final)[1]}, another host: left out", flush=True)
+        url = f"{index}/{name}/"
+        response = get(session, url, "the team index failed (check SPACY_MODELS_INDEX)", ok=(404,))
+        if response.status_code == 404:
             continue
+        if _site(response.url) != _site(url):  # e.g. pypiserver's fallback to PyPI: not the team's file
+            print(f"links: the team index sends {name} to {_site(response.url)[1]}, another host: left out", flush=True)
+            continue
+        page = response.content[:20_000_000].decode("utf-8", errors="replace")
         links += [
-            ModelLink(link.filename, _without_userinfo(link.url), link.sha256) for link in links_in_page(page, final)
+            ModelLink(link.filename, _without_userinfo(link.url), link.sha256)
+            for link in links_in_page(page, response.url)
         ]
     return links
 
@@ -254,10 +223,11 @@ def write_links(settings: Settings, model_names: Iterable[str]) -> list[ModelLin
     """build/spacy_model_links.html from the team index (SPACY_MODELS_INDEX) or the releases API."""
     output = settings.paths.links
     if settings.models_index:
-        links = index_links(settings, model_names)
+        links = index_links(settings.session, settings.models_index, model_names)
         source = f"the team index {mask(settings.models_index)}"
     else:
-        client = ReleasesClient(settings, output.with_suffix(".json"))
+        token = bool(settings.get("GITHUB_TOKEN"))
+        client = ReleasesClient(settings.api_session, settings.models_api, output.with_suffix(".json"), token)
         links = client.links()
         pages = client.fresh_pages + client.unchanged_pages
         source = f"{pages} API pages ({client.unchanged_pages} unchanged since the last run)"

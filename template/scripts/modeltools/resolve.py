@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import urllib.error
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,13 +26,13 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
-from modeltools.errors import UserError, run_tool
+from modeltools.errors import run_tool
 from modeltools.files import sha256_of
+from modeltools.http import get
 from modeltools.inputs import INCLUDE
 from modeltools.lockfile import Lock
 from modeltools.releases import links_in_page
 from modeltools.settings import Settings
-from modeltools.store import StoreError, mask, open_url
 from modeltools.wheels import ModelWheel
 
 # pip reads PIP_*; uv reads UV_* only. .env stays one file: pip's names are mapped for uv.
@@ -85,28 +84,24 @@ def find_links_files(settings: Settings, wanted: set[tuple[str, str]]) -> dict[s
     """
     env = uv_environment(settings.environ)
     found: dict[str, list[str]] = {}
+    what = "reading a find-links source (PIP_FIND_LINKS)"
     for location in filter(None, env.get("UV_FIND_LINKS", "").split(",")):
-        try:
-            if urllib.parse.urlsplit(location).scheme in ("http", "https"):
-                with open_url(location, auth=settings.auth, timeout=60) as response:
-                    page = response.read(20_000_000).decode("utf-8", errors="replace")
-                for link in links_in_page(page, location):
-                    if _names_version(link.filename) in wanted:
-                        found.setdefault(link.filename, []).append(link.sha256 or _hash_url(settings, link.url))
-            elif Path(location).is_dir():
-                for path in Path(location).iterdir():
-                    if path.is_file() and _names_version(path.name) in wanted:
-                        found.setdefault(path.name, []).append(sha256_of(path))
-        except (urllib.error.URLError, OSError, StoreError) as error:
-            raise UserError(f"cannot read the find-links source {mask(location)} ({mask(str(error))})") from None
+        if urllib.parse.urlsplit(location).scheme in ("http", "https"):
+            page = get(settings.session, location, what).text
+            for link in links_in_page(page, location):
+                if _names_version(link.filename) in wanted:
+                    found.setdefault(link.filename, []).append(link.sha256 or _hash_url(settings, link.url, what))
+        elif Path(location).is_dir():
+            for path in Path(location).iterdir():
+                if path.is_file() and _names_version(path.name) in wanted:
+                    found.setdefault(path.name, []).append(sha256_of(path))
     return found
 
 
-def _hash_url(settings: Settings, url: str) -> str:
+def _hash_url(settings: Settings, url: str, what: str) -> str:
     digest = hashlib.sha256()
-    with open_url(url, auth=settings.auth, timeout=300) as response:
-        while chunk := response.read(1 << 20):
-            digest.update(chunk)
+    for chunk in get(settings.session, url, what, stream=True).iter_content(1 << 20):
+        digest.update(chunk)
     return digest.hexdigest()
 
 

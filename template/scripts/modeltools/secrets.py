@@ -8,15 +8,16 @@ prints a value: messages name the variable and the host only.
 from __future__ import annotations
 
 import subprocess
-import urllib.error
 import urllib.parse
 from collections.abc import Iterable
 from pathlib import Path
 
+import requests
+
 from modeltools import envfile
-from modeltools.errors import UserError
+from modeltools.errors import UserError, mask
+from modeltools.http import Session
 from modeltools.settings import SOURCE_VARIABLES, Settings
-from modeltools.store import StoreError, mask, open_url
 
 
 def require_variables(settings: Settings) -> None:
@@ -41,24 +42,22 @@ def check_private_sources(settings: Settings) -> None:
             parts = urllib.parse.urlsplit(url)
             if parts.scheme in ("http", "https") and "@" in parts.netloc:
                 names = [name for name, value in secrets if value in url]
-                _probe(variable, url, names)
+                _probe(settings.session, variable, url, names)
 
 
-def _probe(variable: str, url: str, names: list[str]) -> None:
-    host = urllib.parse.urlsplit(url).hostname
+def _probe(session: Session, variable: str, url: str, names: list[str]) -> None:
     check = " and ".join(dict.fromkeys([*names, variable]))
     try:
-        with open_url(url, timeout=30):
-            return
-    except urllib.error.HTTPError as error:
-        if error.code in (401, 403):
-            raise UserError(
-                f"{host} refused the credentials in {variable} (HTTP {error.code} from {mask(url)}): "
-                f"check {check} in .env"
-            ) from None
-    except (urllib.error.URLError, OSError, StoreError) as error:
-        reason = getattr(error, "reason", error)
-        raise UserError(f"cannot reach {mask(url)}, the package source in {variable} ({mask(str(reason))})") from None
+        response = session.get(url, timeout=30)
+    except requests.RequestException as error:
+        raise UserError(
+            f"cannot reach {mask(url)}, the package source in {variable} ({type(error).__name__})"
+        ) from None
+    if (code := response.status_code) in (401, 403):
+        where = urllib.parse.urlsplit(url).hostname
+        raise UserError(
+            f"{where} refused the credentials in {variable} (HTTP {code} from {mask(url)}): check {check} in .env"
+        )
 
 
 def tracked_files(project: Path) -> list[Path]:

@@ -18,10 +18,12 @@ from modeltools.errors import Redactor, UserError
 from modeltools.files import HashCache
 
 if TYPE_CHECKING:
-    from modeltools.store import Auth, ModelStore
+    from modeltools.http import Session
+    from modeltools.store import ModelStore
 
 GITHUB_RELEASES = "https://github.com/explosion/spacy-models/releases/download"
 GITHUB_API = "https://api.github.com/repos/explosion/spacy-models"
+HF_ENDPOINT = "https://huggingface.co"
 INSTALLERS = ("pip-tools", "uv")
 TRUE = ("1", "yes", "true", "on")
 # Where pip and uv look for packages: never given to an install, handed to a resolver, a build secret.
@@ -164,19 +166,28 @@ class Settings:
         return Redactor(value for _, value in envfile.secret_values(self.env_values))
 
     @cached_property
-    def auth(self) -> Auth:
-        """Credentials for downloads, by origin: HF_TOKEN for the Hub only, a URL's user-info for its own host."""
-        from modeltools.store import Auth
+    def session(self) -> Session:
+        """HTTP for downloads: HF_TOKEN for the Hub alone, SPACY_MODELS_URL's and SPACY_MODELS_INDEX's user-info
+        for their own hosts, ~/.netrc for the rest (never GITHUB_TOKEN)."""
+        from modeltools.http import Credential, Session, credentials_from_urls, origin
 
-        return Auth.from_env(self.environ)
+        credentials = credentials_from_urls(
+            {name: self.get(name) for name in ("SPACY_MODELS_URL", "SPACY_MODELS_INDEX")}
+        )
+        hub = origin(self.get("HF_ENDPOINT", HF_ENDPOINT))
+        if token := self.get("HF_TOKEN"):
+            credentials[hub] = Credential(f"Bearer {token}", "HF_TOKEN in .env")
+        return Session(credentials, {hub: "set HF_TOKEN in .env to a token with access to this repository"})
 
     @cached_property
-    def api_auth(self) -> Auth:
-        """Credentials for the releases API: GITHUB_TOKEN, sent to the API alone (never to a download)."""
-        from modeltools.store import Auth
+    def api_session(self) -> Session:
+        """HTTP for the releases API: GITHUB_TOKEN, sent to the API alone (never to a download)."""
+        from modeltools.http import Credential, Session, origin
 
         token = self.get("GITHUB_TOKEN")
-        return Auth.from_env(self.environ, extra={self.models_api: token} if token else None)
+        return Session(
+            {origin(self.models_api): Credential(f"Bearer {token}", "GITHUB_TOKEN in .env")} if token else {}
+        )
 
     @cached_property
     def store(self) -> ModelStore:

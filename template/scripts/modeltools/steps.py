@@ -11,8 +11,8 @@ from pathlib import Path
 from packaging.utils import NormalizedName
 
 from modeltools import image, lockfile, pipelines, releases, secrets, wheelhouse
-from modeltools.errors import UserError
-from modeltools.fetch import expectation, fetch_model, hub_note, wheels_in_build
+from modeltools.errors import UserError, mask
+from modeltools.fetch import Fetcher, expectation, hub_note, wheels_in_build
 from modeltools.files import mark_fresh, project_lock, write_if_changed
 from modeltools.inputs import (
     RangeSource,
@@ -27,7 +27,6 @@ from modeltools.inputs import (
 from modeltools.ranges import StaleLinksError, pinned_wheel, resolve_range
 from modeltools.resolve import add_missing_hashes, compile_lock
 from modeltools.settings import Settings
-from modeltools.store import mask
 from modeltools.venv import require_lock
 from modeltools.wheels import ModelWheel, check_fits_python, spacy_fits
 
@@ -119,12 +118,13 @@ def collect_models(settings: Settings, upgrade: bool = False) -> list[Model]:
     packaged = pipelines.packaged(settings)
     check_unique([*wheel_sources, *range_sources, *packaged])
     spacy = SpacyCheck(settings, lock)
+    fetcher = Fetcher.of(settings)
     models = []
     for source in wheel_sources:
         note = hub_note(source.url, settings.get("HF_ENDPOINT", "https://huggingface.co"))
         if note:
             print(f"models: {note}", flush=True)
-        wheel = fetch_model(settings, source, expectation(source, locked, upgrade))
+        wheel = fetcher.wheel(source, expectation(source, locked, upgrade))
         models.append(Model(wheel, None if source.local else source.url, source.where))
     if range_sources:
         pages = LinksPages(settings, [s.requirement.name for s in range_sources], refresh=upgrade)
@@ -275,7 +275,7 @@ def docker(settings: Settings) -> None:
     with project_lock(paths.build):  # held through the build: nothing changes the wheelhouse while it is read
         parsed, text = require_lock(settings)
         if image.is_host(target, settings.python_version):
-            wheelhouse.verify(settings, parsed, paths.wheels)
+            wheelhouse.verify(settings.hashes, parsed, paths.wheels)
             requirements, house = paths.lock, paths.wheels
         else:
             requirements, house = image_wheelhouse(settings, target, parsed, text)

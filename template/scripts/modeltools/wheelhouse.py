@@ -9,14 +9,12 @@ is replaced, a file no longer locked is removed.
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from modeltools.errors import UserError, run_tool
-from modeltools.files import HashCache, describe_os_error, write_atomic
+from modeltools.files import HashCache, describe_os_error, link_or_copy, write_atomic
 from modeltools.lockfile import Lock, LockEntry
 from modeltools.settings import Settings
 
@@ -75,16 +73,6 @@ def is_model(entry: LockEntry) -> bool:
 
 def stamp_text(lock_text: str) -> str:
     return f"sha256:{hashlib.sha256(lock_text.encode()).hexdigest()}\n"
-
-
-def link_or_copy(source: Path, target: Path) -> None:
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(source, tmp)
-    except OSError:
-        shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
 
 
 def pip_download(settings: Settings, entries: Sequence[LockEntry], dest: Path, platform: Platform | None) -> None:
@@ -154,10 +142,10 @@ def refuse_sources(dest: Path) -> None:
         )
 
 
-def verify(settings: Settings, lock: Lock, directory: Path, environment: Environment = None) -> None:
-    """Before an install or an image build: every locked file is there, with its hash."""
-    house = Wheelhouse(directory, settings.hashes)
-    settings.hashes.save()
+def verify(hashes: HashCache, lock: Lock, directory: Path, environment: Environment = None) -> None:
+    """Every locked file is there, with its hash (before an image build; after a refused install)."""
+    house = Wheelhouse(directory, hashes)
+    hashes.save()
     absent = house.missing(lock, environment)
     if absent:
         changed = [p.name for p in house.strays(lock)]

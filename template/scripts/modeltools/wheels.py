@@ -1,19 +1,20 @@
-"""Model wheels: what a file is (from its METADATA), safe file names, and whether a model fits spaCy."""
+"""Model wheels: what a file is (its METADATA, read by packaging), safe file names, and whether a model fits spaCy."""
 
 from __future__ import annotations
 
 import re
 import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.metadata import ExceptionGroup, InvalidMetadata, Metadata
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import InvalidWheelFilename, NormalizedName, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from modeltools.errors import UserError
-from modeltools.store import StoreError, wheel_metadata
 
 # spacy-huggingface-hub names its wheels <name>-any-py3-none-any.whl: 'any' where the version belongs.
 HUB_WHEEL = re.compile(r"^(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._]*[A-Za-z0-9])?)-any-py3-none-any\.whl$")
@@ -60,8 +61,7 @@ def expected_identity(filename: str, where: str) -> tuple[NormalizedName, Versio
     """
     if UNSAFE_NAME.search(filename):
         raise UserError(f"{where}: {filename!r} is not a plain wheel file name (no /, \\, .. or control characters)")
-    hub = HUB_WHEEL.match(filename)
-    if hub:
+    if hub := HUB_WHEEL.match(filename):
         return canonicalize_name(hub.group("name")), None
     try:
         name, version, _, tags = parse_wheel_filename(filename)
@@ -74,22 +74,30 @@ def expected_identity(filename: str, where: str) -> tuple[NormalizedName, Versio
     return name, version
 
 
-def read_model_wheel(path: Path) -> ModelWheel:
-    """Name, version and requirements from the wheel's METADATA, parsed by packaging."""
+def read_metadata(path: Path) -> Metadata:
+    """The core metadata of a wheel: exactly one top-level *.dist-info/METADATA (PEP 427), parsed by packaging."""
     try:
-        metadata = wheel_metadata(path)
-    except StoreError as error:
-        raise UserError(str(error)) from None
-    name, version = (metadata.get("Name") or "").strip(), (metadata.get("Version") or "").strip()
-    try:
-        requires = tuple(Requirement(text) for text in metadata.get_all("Requires-Dist") or ())
-        requires_python = SpecifierSet(metadata["Requires-Python"]) if metadata.get("Requires-Python") else None
-        parsed_version = Version(version)
-    except (InvalidRequirement, InvalidSpecifier, InvalidVersion) as error:
+        with zipfile.ZipFile(path) as archive:
+            names = [name for name in archive.namelist() if re.fullmatch(r"[^/]+\.dist-info/METADATA", name)]
+            if len(names) != 1:
+                raise UserError(f"{path.name} is not a wheel: it holds {len(names)} *.dist-info/METADATA files, "
+                                "not one. Check the URL it came from")  # fmt: skip
+            return Metadata.from_email(archive.read(names[0]), validate=False)
+    except (zipfile.BadZipFile, OSError) as error:
+        raise UserError(f"{path.name} is not a wheel ({error}): check the URL it came from") from None
+    except (InvalidMetadata, ExceptionGroup) as error:
         raise UserError(f"{path.name}: its METADATA cannot be read ({error}); it is not a usable wheel") from None
-    if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?", name):
-        raise UserError(f"{path.name}: its METADATA names no valid project ({name!r}); it is not a usable wheel")
-    return ModelWheel(path, canonicalize_name(name), name, parsed_version, requires, requires_python)
+
+
+def read_model_wheel(path: Path) -> ModelWheel:
+    """Name, version and requirements from the wheel's METADATA."""
+    try:
+        metadata = read_metadata(path)
+        name, version = metadata.name, Version(str(metadata.version))
+        requires = tuple(metadata.requires_dist or ())
+        return ModelWheel(path, canonicalize_name(name), name, version, requires, metadata.requires_python)
+    except (InvalidMetadata, InvalidVersion, ExceptionGroup) as error:
+        raise UserError(f"{path.name}: its METADATA cannot be read ({error}); it is not a usable wheel") from None
 
 
 def check_identity(wheel: ModelWheel, name: NormalizedName, version: Version | None, where: str) -> None:
@@ -112,9 +120,8 @@ def _bounds(specifiers: SpecifierSet) -> list[Version]:
     """Each version a specifier set names, and one just above it (for '>' clauses)."""
     found = []
     for specifier in specifiers:
-        text = specifier.version.removesuffix(".*")
         try:
-            version = Version(text)
+            version = Version(specifier.version.removesuffix(".*"))
         except InvalidVersion:
             continue
         found += [version, Version(".".join(map(str, (*version.release, 0, 1))))]
