@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from requests.utils import get_netrc_auth
 from urllib3.util.retry import Retry
@@ -28,7 +29,7 @@ from modeltools.errors import UserError, mask
 USER_AGENT = "nlp-template/3"
 TIMEOUT = 60  # seconds without a byte before a request counts as failed
 RETRY = Retry(
-    total=4, backoff_factor=0.5, backoff_max=30, retry_after_max=30, status_forcelist=(429, 500, 502, 503, 504),
+    total=4, backoff_factor=0.25, backoff_max=30, retry_after_max=30, status_forcelist=(429, 500, 502, 503, 504),
     raise_on_status=False,
 )  # fmt: skip
 
@@ -156,7 +157,8 @@ def failure(
         return UserError(f"{what}: {where} redirects more than 10 times (a loop?): check the URL or the server")
     if isinstance(error, (requests.exceptions.InvalidSchema, requests.exceptions.InvalidURL)):
         return UserError(f"{what}: {where} leads to a URL that is not http(s): check the URL")
-    if isinstance(error, requests.exceptions.Timeout):
+    reason = getattr(error.args[0], "reason", None) if error.args else None  # urllib3's, once retries ran out
+    if isinstance(error, requests.exceptions.Timeout) or isinstance(reason, urllib3.exceptions.TimeoutError):
         return UserError(f"{what}: {name} did not answer within {TIMEOUT} s: check the network and try again")
     return UserError(f"{what}: cannot reach {where} ({type(error).__name__}): check the network, {fix or 'or the URL'}")
 

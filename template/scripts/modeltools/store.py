@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+import urllib3
 from tqdm import tqdm
 
 from modeltools.errors import UserError, mask
@@ -74,9 +75,9 @@ def writing_in(directory: Path):
 class RetryError(Exception):
     """A download attempt that broke off; the next one resumes (or restarts when `restart`)."""
 
-    def __init__(self, reason: str, restart: bool = False) -> None:
+    def __init__(self, reason: str, restart: bool = False, received: int = 0) -> None:
         super().__init__(reason)
-        self.restart = restart
+        self.restart, self.received = restart, received
 
 
 @dataclass(frozen=True)
@@ -149,21 +150,22 @@ def download_once(session: Session, url: str, part: Partial, label: str) -> int:
             total=total, initial=offset, unit="B", unit_scale=True, desc=label, disable=None, leave=False
         ) as bar:  # fmt: skip
             try:
-                for chunk in response.iter_content(CHUNK):
+                while chunk := response.raw.read1(CHUNK):  # what has arrived: a cut keeps every byte received
                     if offset + received == 0 and chunk.lstrip()[:1] == b"<":
                         part.discard()
                         raise html_page(url)
                     out.write(chunk)
                     received += len(chunk)
                     bar.update(len(chunk))
-            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError, requests.Timeout) as error:
+            except (requests.RequestException, urllib3.exceptions.HTTPError) as error:
                 broke = f"the connection broke after {human_size(offset + received)} ({type(error).__name__})"
-                raise RetryError(broke) from None
+                raise RetryError(broke, received=received) from None
     done = offset + received
     if total is not None and done != total:
         if done > total:
             part.discard()
-        raise RetryError(f"the connection ended after {human_size(done)} of {human_size(total)}", restart=done > total)
+        ended = f"the connection ended after {human_size(done)} of {human_size(total)}"
+        raise RetryError(ended, restart=done > total, received=received)
     return received
 
 
@@ -174,10 +176,11 @@ def download(session: Session, url: str, part: Partial, label: str) -> int:
         try:
             return received + download_once(session, url, part, label)
         except RetryError as problem:
+            received += problem.received
             if attempt == ATTEMPTS:
                 raise UserError(
-                    f"downloading {label} from {mask(url)} failed {ATTEMPTS} times, last: {problem}. Check the "
-                    "network (or SPACY_MODELS_URL) and run the command again: it resumes where it stopped"
+                    f"downloading {label} from {mask(url)} gave up after {ATTEMPTS} attempts, last: {problem}. "
+                    "Check the network (or SPACY_MODELS_URL) and run the command again: it resumes where it stopped"
                 ) from None
             print(f"  {label}: {problem}; trying again", file=sys.stderr, flush=True)
             time.sleep(0 if problem.restart else min(0.5 * 2 ** (attempt - 1), 8))
