@@ -45,7 +45,8 @@ def isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> None:
         del os.environ[name]
     for name in ("OFFLINE", "VENV", "PYTHON", "IMAGE", "SPACY_MODELS_URL", "SPACY_MODELS_API", "SPACY_MODELS_INDEX",
                  "GITHUB_TOKEN", "HF_TOKEN", "HF_ENDPOINT", "MAKEFLAGS", "INSTALLER", "PLATFORM", "VERBOSE",
-                 "NLP_MODELS_AUTO_INSTALL"):  # fmt: skip
+                 "NLP_MODELS_AUTO_INSTALL", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy",
+                 "https_proxy", "all_proxy", "no_proxy", "NETRC"):  # fmt: skip
         os.environ.pop(name, None)
     os.environ["NLP_MODELS_CACHE"] = str(tmp_path_factory.mktemp("model-cache"))
     os.environ["UV_CACHE_DIR"] = str(tmp_path_factory.mktemp("uv-cache"))

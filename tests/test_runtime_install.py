@@ -11,6 +11,7 @@ site-packages is a real read-only bind mount.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import shutil
@@ -22,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
 
 from tests.support.mirror import Mirror, hostile_servers
 from tests.support.project import render
@@ -355,3 +358,25 @@ def test_a_read_only_site_packages_without_a_user_site_says_make_install(
     assert run.failed_cleanly
     assert f"{app.purelib} is read-only" in run.message and "Run `make install`" in run.message
     assert mirror.since(0) == []
+
+
+# ---- versions, as pip reads them
+
+
+@pytest.mark.parametrize(
+    ("installed", "specifier"),
+    [
+        (version, specifier)
+        for version in ("3.8.0", "3.8.0rc1", "3.8.0.post1", "3.8.0.dev0", "3.8.0+cpu", "3.9.0rc1", "3.7.5")
+        for specifier in (">=3.8.0", "==3.8.0", "<3.9.0,>=3.8.0", "~=3.8.0", "!=3.8.0", "==3.8.*", ">3.8.0", "<=3.8.0")
+    ],
+)
+def test_the_runtime_version_check_agrees_with_packaging(rendered_src: Path, installed: str, specifier: str) -> None:
+    """PEP 440's pre-, post-, dev- and local-version rules: the runtime says what packaging (pip's rules) says."""
+    sys.path.insert(0, str(rendered_src))
+    try:
+        runtime = importlib.import_module(f"{PACKAGE}.models")
+    finally:
+        sys.path.remove(str(rendered_src))
+    expected = SpecifierSet(specifier).contains(Version(installed), prereleases=True)
+    assert runtime.spacy_fits(installed, specifier) is expected

@@ -14,10 +14,11 @@
 - any path given to add_redirect       a redirect, to the other server or anywhere
 
 Two servers on 127.0.0.1 (port 0) serve the same routes: `url` and `cdn_url` (another
-origin). Downloads honour Range / If-Range (206 with Content-Range, ETag,
-Accept-Ranges) and misbehave on demand: `fault(path)` cuts the connection after
-N bytes, fails the first K requests with 500/503, drops range support, changes
-the ETag, serves an HTML page or trickles slowly.
+origin), over http, or https when given an SSL context (a certificate from `trustme`).
+Downloads honour Range / If-Range (206 with Content-Range, ETag, Accept-Ranges)
+and misbehave on demand: `fault(path)` cuts the connection after N bytes, fails the
+first K requests with 500/503, drops range support, changes the ETag, serves an HTML
+page or trickles slowly.
 
 Every request is logged with the server that got it, its Authorization and Range
 headers and the body bytes sent, so tests can assert that a warm install asks for
@@ -33,6 +34,7 @@ import json
 import math
 import re
 import socket
+import ssl
 import threading
 import time
 import urllib.parse
@@ -430,11 +432,13 @@ class MirrorServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, mirror: Mirror, *, second: bool = False) -> None:
+    def __init__(self, mirror: Mirror, *, second: bool = False, tls: ssl.SSLContext | None = None) -> None:
         super().__init__(("127.0.0.1", 0), Handler)
         self.mirror = mirror
-        address = f"http://127.0.0.1:{self.server_address[1]}"
-        self.other = None if second else MirrorServer(mirror, second=True)
+        if tls is not None:  # https: the handshake happens in the handler's thread, on its first read
+            self.socket = tls.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
+        address = f"{'https' if tls else 'http'}://127.0.0.1:{self.server_address[1]}"
+        self.other = None if second else MirrorServer(mirror, second=True, tls=tls)
         if second:
             mirror.cdn_url = address
         else:

@@ -125,6 +125,8 @@ def failure(
     url: str, error: BaseException | requests.Response, what: str, session: Session | None = None, fix: str = ""
 ) -> UserError:
     """One line for a failed request: what was asked, what happened, what to do (fix: the caller's advice)."""
+    if isinstance(error, requests.Response):
+        url = error.url or url  # where it was refused, after redirects
     where, name = mask(url), host(url)
     if isinstance(error, requests.Response):
         code = error.status_code
@@ -137,8 +139,8 @@ def failure(
             return UserError(
                 f"{what}: HTTP {code} from {name}: it wants credentials. Give them in one of three ways: a line "
                 f"`machine {urllib.parse.urlsplit(url).hostname} login USER password TOKEN` in ~/.netrc (or the "
-                f"file NETRC names); SPACY_MODELS_URL=https://USER:TOKEN@{name}/… in .env (sent to {name} only, "
-                "for every URL there); or a line relative to that SPACY_MODELS_URL"
+                f"file NETRC names); in .env, SPACY_MODELS_URL with them ({origin(url)[0]}://, then USER:TOKEN@{name}"
+                f"/…), sent to {name} only, for every URL there; or a line relative to that SPACY_MODELS_URL"
             )
         advice = "is the name and version right? Fix the URL" if code == 404 else "check the URL"
         advice = "try again later" if code >= 500 or code == 429 else fix or advice
