@@ -11,6 +11,7 @@ one per session (NLP_MODELS_CACHE); a test that counts downloads gets its own.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -61,14 +62,19 @@ def own_uv_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(autouse=True, scope="session")
 def shared_tools(isolated_environment: None) -> Path:
-    """One tools venv (pip-tools, uv, packaging) for every project of the run, exported as TOOLS."""
+    """One tools venv (pip-tools, uv, requests, packaging) for every project of the run, exported as TOOLS.
+
+    Made as the generated Makefile makes it (pip, every file by hash), again whenever tools.txt changes.
+    """
     tools = CACHE_DIR / f"tools-py{sys.version_info[0]}{sys.version_info[1]}"
     requirements = REPO / "template" / "scripts" / "tools.txt"
-    subprocess.run(
-        [sys.executable, str(REPO / "template" / "scripts" / "bootstrap.py"), str(tools),
-         "--requirements", str(requirements), "--python-version", f"{sys.version_info[0]}.{sys.version_info[1]}"],
-        check=True,
-    )  # fmt: skip
+    stamp = tools / ".installed"
+    if not stamp.is_file() or stamp.read_bytes() != requirements.read_bytes():
+        shutil.rmtree(tools, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(tools)], check=True)
+        pip = [str(tools / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        subprocess.run([*pip, "--require-hashes", "--no-deps", "--requirement", str(requirements)], check=True)
+        shutil.copyfile(requirements, stamp)
     os.environ["TOOLS"] = str(tools)
     return tools
 

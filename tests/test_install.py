@@ -292,7 +292,7 @@ def test_a_missing_or_wrong_python_is_named(project: Path, tmp_path: Path) -> No
     assert "python9.9 not found: install Python 3.11 or run make PYTHON=/path/to/python3.11" in result.stderr
     result = make(project, "install", "PYTHON_VERSION=3.99", f"PYTHON={sys.executable}", env=env, check=False)
     assert result.returncode != 0
-    assert "but this project is set up for Python 3.99: run make PYTHON=python3.99" in result.stderr
+    assert "is not Python 3.99, which this project is set up for: run make PYTHON=python3.99" in result.stderr
 
 
 def test_clean_keeps_models_and_distclean_removes_build(project: Path) -> None:
