@@ -39,7 +39,8 @@ HOOK = REPO / "hooks" / "post_copy.py"
 def expected_tree(package: str, runtime_install: bool, ci: str) -> set[str]:
     """Every rendered file but those under scripts/, whose layout belongs to the build core."""
     files = {
-        ".copier-answers.yml", ".env", ".env.example", ".gitignore", ".dockerignore", ".pre-commit-config.yaml",
+        ".copier-answers.yml", ".env", ".env.example", ".gitignore", ".gitattributes", ".dockerignore",
+        ".pre-commit-config.yaml",
         "Makefile", "README.md", "Dockerfile", "pyproject.toml", "pipelines/README.md",
         "requirements.in", "requirements-model.in.url", "requirements-model.in.range", "requirements-model.in",
         f"src/{package}/__init__.py", f"src/{package}/__main__.py", f"src/{package}/nlp.py", "tests/test_nlp.py",

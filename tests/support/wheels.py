@@ -49,24 +49,25 @@ def _key(*parts: str) -> str:
     return hashlib.sha256(b"\0".join([source, *map(str.encode, parts)])).hexdigest()[:16]
 
 
-def _package(pipeline_dir: Path, out_dir: Path, name: str, version: str) -> Path:
-    """Run `spacy package` and move the wheel to out_dir; returns its path."""
+def _package(pipeline_dir: Path, out_dir: Path, name: str, version: str, build: str = "wheel") -> Path:
+    """Run `spacy package` (--build wheel or sdist) and move what it built to out_dir; returns its path."""
+    filename = f"{name}-{version}-py3-none-any.whl" if build == "wheel" else f"{name}-{version}.tar.gz"
     with tempfile.TemporaryDirectory() as dist:
         subprocess.run(
-            [sys.executable, "-m", "spacy", "package", str(pipeline_dir), dist, "--build", "wheel", "--force"],
+            [sys.executable, "-m", "spacy", "package", str(pipeline_dir), dist, "--build", build, "--force"],
             check=True, capture_output=True,
         )  # fmt: skip
-        built = next(Path(dist).rglob(f"{name}-{version}-py3-none-any.whl"))
+        built = next(Path(dist).rglob(filename))
         out_dir.mkdir(parents=True, exist_ok=True)
         target = out_dir / built.name
         shutil.move(built, target)
     return target
 
 
-def build_tiny(model: TinyModel, out_dir: Path | None = None) -> Path:
-    """The wheel of a tiny pipeline; built once, then served from the cache."""
-    cache = CACHE_DIR / "tiny" / _key(model.name, model.version, model.spacy_range, *model.requires)
-    cached = cache / model.filename
+def build_tiny(model: TinyModel, out_dir: Path | None = None, build: str = "wheel") -> Path:
+    """The wheel (or, with build="sdist", the source archive) of a tiny pipeline; built once, then cached."""
+    cache = CACHE_DIR / "tiny" / _key(model.name, model.version, model.spacy_range, build, *model.requires)
+    cached = cache / (model.filename if build == "wheel" else f"{model.name}-{model.version}.tar.gz")
     if not cached.exists():
         import spacy
 
@@ -79,7 +80,7 @@ def build_tiny(model: TinyModel, out_dir: Path | None = None) -> Path:
             nlp.meta["requirements"] = list(model.requires)
         with tempfile.TemporaryDirectory() as work:
             nlp.to_disk(Path(work) / "pipeline")
-            _package(Path(work) / "pipeline", cache, model.name, model.version)
+            _package(Path(work) / "pipeline", cache, model.name, model.version, build)
     return _copy_out(cached, out_dir)
 
 

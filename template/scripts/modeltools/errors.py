@@ -12,7 +12,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/\s?#@]*@")
 
@@ -47,11 +47,12 @@ def run_tool(
     redact: Redactor | None = None,
     cwd: str | os.PathLike[str] | None = None,
     quiet: bool = False,
+    explain: Callable[[str], str | None] | None = None,
 ) -> str:
-    """Run a tool, streaming its output (redacted) as it comes, or holding it back when quiet; return it.
+    """Run a tool and return its output (redacted). A non-zero exit becomes one UserError naming the step and its fix.
 
-    A non-zero exit becomes one UserError naming the step and its fix; a quiet
-    tool's last lines are printed first, so its own explanation is above it.
+    The output streams as it comes; a quiet tool's is held back, and its failure is told in one line,
+    the tool's own reason (explain(output), else its last line), the whole output only with VERBOSE=1.
     """
     redact = redact or Redactor()
     try:
@@ -69,8 +70,13 @@ def run_tool(
             if not quiet:
                 sys.stdout.write(lines[-1])
                 sys.stdout.flush()
-    if process.returncode:
-        if quiet:
-            sys.stdout.write("".join(lines[-40:]))
+    output = "".join(lines)
+    if not process.returncode:
+        return output
+    if not quiet:
         raise UserError(f"{what} failed (exit {process.returncode}, see above). {fix}")
-    return "".join(lines)
+    if os.environ.get("VERBOSE", "").lower() in ("1", "yes", "true", "on"):
+        sys.stdout.write(output)
+    last = next((line.strip() for line in reversed(lines) if line.strip()), f"exit {process.returncode}")
+    reason = (explain(output) if explain else None) or last
+    raise UserError(f"{what} failed: {' '.join(reason.split())[:400]}. {fix} (VERBOSE=1 shows its whole output)")

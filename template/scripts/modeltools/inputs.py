@@ -8,6 +8,7 @@ pipelines/ packaged into build/. Nothing else decides it.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import urllib.parse
 from collections.abc import Iterable, Iterator
@@ -27,7 +28,7 @@ SHA256 = re.compile(r"[0-9a-f]{64}")
 
 @dataclass(frozen=True)
 class WheelSource:
-    """One line of requirements-model.in.url: where the wheel comes from and what it promises."""
+    """One line of requirements-model.in.url: where the wheel (or the sdist it is built from) comes from."""
 
     url: str  # http(s) or file URL, mirror applied; may carry user-info (never printed)
     sha256: str | None
@@ -48,6 +49,10 @@ class WheelSource:
     @property
     def local(self) -> bool:
         return self.url.startswith("file:")
+
+    @property
+    def sdist(self) -> bool:
+        return self.filename.endswith(".tar.gz")
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,33 @@ def numbered_lines(path: Path) -> Iterator[tuple[str, str]]:
             yield f"{path.name}:{number}", text
 
 
+CONFLICT = re.compile(r"^(<<<<<<<|=======|>>>>>>>|\|\|\|\|\|\|\|)( |$)")
+ARCHIVES = (".whl", ".tar.gz")
+
+
+def misplaced(text: str, where: str, file_kind: str) -> UserError | None:
+    """A line that is not what this file holds, named for what it is, with where it belongs."""
+    if CONFLICT.match(text):
+        return UserError(f"{where} is a merge-conflict marker ({text[:7]}): resolve the conflict in that file first")
+    if text.startswith("-"):
+        return UserError(f"{where} is a pip option ({text.split()[0]}): model lists hold no options; remove the line")
+    looks_like_url = (
+        "://" in text or text.startswith(("/", "./", "../", "file:")) or text.split("#")[0].endswith(ARCHIVES)
+    )
+    if file_kind == "range" and looks_like_url:
+        return UserError(f"{where} is a URL or a file: move it to requirements-model.in.url, which lists those")
+    if (
+        file_kind == "url"
+        and not looks_like_url
+        and re.fullmatch(r"[A-Za-z0-9][\w.-]*\s*(\[.*\])?\s*([<>=!~].*)?", text)
+    ):
+        return UserError(
+            f"{where} is a model by name ({text}), not a URL: move it to requirements-model.in.range (name==version "
+            "works there), or write the URL of its wheel or sdist here"
+        )
+    return None
+
+
 def _location(text: str, base_url: str, root: Path, where: str) -> str:
     """A URL for a line: absolute URLs as written (a mirror applied), files, or paths under SPACY_MODELS_URL."""
     scheme = urllib.parse.urlsplit(text).scheme
@@ -102,28 +134,47 @@ def _location(text: str, base_url: str, root: Path, where: str) -> str:
     if scheme == "file":
         return text
     if scheme:
-        raise UserError(f"{where}: {scheme}: URLs are not supported; use http(s)://, file: or a path")
+        raise UserError(f"{where}: {scheme}: URLs are not supported; use an http(s):// URL, file: or a path")
     if text.startswith(("/", "./", "../")):
         return (root / text).resolve().as_uri()
     return f"{base_url}/{text.lstrip('/')}"
 
 
+def read_fragment(fragment: str, filename: str, where: str) -> str | None:
+    """The #sha256= a line gives; an #egg= (spaCy's download URLs carry one) must name the file's model."""
+    sha256 = None
+    for item in filter(None, fragment.split("&")):
+        key, _, value = item.partition("=")
+        if key == "sha256" and SHA256.fullmatch(value):
+            sha256 = value
+        elif key == "egg":
+            wanted = Requirement(value) if re.fullmatch(r"[\w.-]+(==[\w.!+-]+)?", value) else None
+            name, version = expected_identity(filename, where)
+            pinned = [s.version for s in wanted.specifier] if wanted else []
+            if (
+                wanted is None
+                or canonicalize_name(wanted.name) != name
+                or (pinned and version and pinned[0] != str(version))
+            ):
+                raise UserError(f"{where}: #egg={value} does not name the file's model ({filename}): fix one of them")
+        else:
+            raise UserError(f"{where}: unsupported URL fragment #{item}; write #sha256=<64 lowercase hex digits>")
+    return sha256
+
+
 def read_wheel_sources(path: Path, base_url: str) -> list[WheelSource]:
-    """requirements-model.in.url: one wheel a line, optionally with #sha256=<64 hex digits>."""
+    """requirements-model.in.url: one wheel or sdist URL (or file) a line; #sha256=<hex> and #egg=name==version."""
     sources = []
     for where, text in numbered_lines(path):
+        if problem := misplaced(text, where, "url"):
+            raise problem
         location, _, fragment = text.partition("#")
-        sha256 = None
-        for item in filter(None, fragment.split("&")):
-            key, _, value = item.partition("=")
-            if key != "sha256" or not SHA256.fullmatch(value):
-                raise UserError(f"{where}: unsupported URL fragment #{item}; write #sha256=<64 lowercase hex digits>")
-            sha256 = value
         if re.search(r"\s", location):
             raise UserError(f"{where}: a URL has no spaces; percent-encode them (%20) or fix the line")
-        source = WheelSource(_location(location, base_url, path.parent, where), sha256, where)
-        source.name  # noqa: B018 - the file name must be a plain wheel name, checked now
-        sources.append(source)
+        url = _location(location, base_url, path.parent, where)
+        filename = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
+        expected_identity(filename, where)  # a plain wheel or sdist name, checked now
+        sources.append(WheelSource(url, read_fragment(fragment, filename, where), where))
     return sources
 
 
@@ -131,12 +182,14 @@ def read_range_sources(path: Path) -> list[RangeSource]:
     """requirements-model.in.range: `name<specifiers>[; marker]` a line, e.g. en_core_web_md>=3.8,<3.9."""
     sources = []
     for where, text in numbered_lines(path):
+        if problem := misplaced(text, where, "range"):
+            raise problem
         try:
             requirement = Requirement(text)
         except InvalidRequirement as error:
             raise UserError(f"{where}: cannot read {text!r} ({error}); write it as name>=1.0,<2") from None
         if requirement.url or requirement.extras:
-            raise UserError(f"{where}: a range line is name and versions only; put a wheel URL in the .url file")
+            raise UserError(f"{where}: a range line is name and versions only; put a URL in requirements-model.in.url")
         sources.append(RangeSource(requirement, where))
     return sources
 
@@ -187,36 +240,38 @@ def requirement_files(requirements: Path, skip: Path) -> list[Path]:
     return found
 
 
+def requirement_lines(requirements: Path, pins: Path) -> list[tuple[str, Requirement]]:
+    """(file:line, requirement) of every requirement of requirements.in and its includes (the model pins aside).
+
+    A merge-conflict marker stops here, named; lines packaging cannot read are left to the resolver to explain.
+    """
+    found = []
+    for path in requirement_files(requirements, skip=pins):
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            text, where = strip_comment(line), f"{path.name}:{number}"
+            if CONFLICT.match(text):
+                raise UserError(
+                    f"{where} is a merge-conflict marker ({text[:7]}): resolve the conflict in that file first"
+                )
+            with contextlib.suppress(InvalidRequirement):
+                found += [(where, Requirement(text))] if text and not text.startswith("-") else []
+    return found
+
+
 def check_no_model_by_name(requirements: Path, pins: Path, models: Iterable[NormalizedName]) -> None:
     """A model named in requirements.in would reach the resolver by name, where any index could serve it."""
     names = set(models)
-    for path in requirement_files(requirements, skip=pins):
-        for number, line in enumerate(path.read_text().splitlines(), start=1):
-            text = strip_comment(line)
-            if not text or text.startswith("-"):
-                continue
-            try:
-                name = canonicalize_name(Requirement(text).name)
-            except InvalidRequirement:
-                continue  # pip's to explain
-            if name in names:
-                raise UserError(
-                    f"{path.name}:{number} names {name}, a model of this project: models belong in "
-                    "requirements-model.in.url (a wheel URL, or ./build/<file>.whl for a wheel you put in build/) "
-                    "or requirements-model.in.range (name and range) only, so no package index can serve them; "
-                    "remove this line"
-                )
+    for where, requirement in requirement_lines(requirements, pins):
+        if (name := canonicalize_name(requirement.name)) in names:
+            raise UserError(
+                f"{where} names {name}, a model of this project: models belong in "
+                "requirements-model.in.url (a wheel URL, or ./build/<file>.whl for a wheel you put in build/) "
+                "or requirements-model.in.range (name and range) only, so no package index can serve them; "
+                "remove this line"
+            )
 
 
 def project_spacy(requirements: Path, pins: Path) -> tuple[Requirement, str] | None:
     """The project's own spaCy requirement (requirements.in or an include) and where it is."""
-    for path in requirement_files(requirements, skip=pins):
-        for number, line in enumerate(path.read_text().splitlines(), start=1):
-            text = strip_comment(line)
-            try:
-                requirement = Requirement(text) if text and not text.startswith("-") else None
-            except InvalidRequirement:
-                continue
-            if requirement and canonicalize_name(requirement.name) == "spacy":
-                return requirement, f"{path.name}:{number}"
-    return None
+    found = [(r, where) for where, r in requirement_lines(requirements, pins) if canonicalize_name(r.name) == "spacy"]
+    return found[0] if found else None

@@ -163,10 +163,10 @@ def recorded_digest(path: Path) -> str | None:
 
 
 def inputs_digest(files: Iterable[Path], model_hashes: Mapping[str, str], python: str) -> str:
-    """What a lock depends on: the requirement files, each model's file, the Python series."""
+    """What a lock depends on: the requirement files (as text, LF or CRLF alike), each model file, the Python."""
     digest = hashlib.sha256(f"format {FORMAT} python {python}\n".encode())
     for path in files:
-        digest.update(f"{path.name}\n".encode() + path.read_bytes())
+        digest.update(f"{path.name}\n{path.read_text()}".encode())
     for name in sorted(model_hashes):
         digest.update(f"{name} {model_hashes[name]}\n".encode())
     return digest.hexdigest()

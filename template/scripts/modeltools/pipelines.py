@@ -39,9 +39,8 @@ from modeltools.files import project_lock, touch, write_if_changed
 from modeltools.inputs import check_no_model_by_name, read_range_sources, read_wheel_sources
 from modeltools.resolve import write_input
 from modeltools.settings import Settings
-from modeltools.wheels import ModelWheel, read_model_wheel, wheel_filename
+from modeltools.wheels import ModelWheel, build_wheel, read_model_wheel, wheel_filename
 
-SOURCE_DATE_EPOCH = "315532800"  # 1980-01-01, the earliest time a zip file holds: every packaging gives the same bytes
 STAMP = ".packaged"
 REQUIRED = ("meta.json", "config.cfg")
 
@@ -179,7 +178,7 @@ def package_one(settings: Settings, pipeline: Pipeline) -> None:
         raise_not_bumped(pipeline, "it was packaged")
     stage = Path(tempfile.mkdtemp(prefix=f".stage-{pipeline.directory.name}-", dir=settings.paths.build))
     try:
-        built = build_wheel(settings, pipeline, stage)
+        built = package_wheel(settings, pipeline, stage)
         sha256 = settings.hashes.sha256(built)
         check_version_is_new(settings, pipeline, sha256)
         os.replace(built, settings.paths.build / pipeline.filename)
@@ -230,7 +229,7 @@ def forget_removed(settings: Settings, directories: list[Path]) -> None:
             record.unlink()
 
 
-def build_wheel(settings: Settings, pipeline: Pipeline, stage: Path) -> Path:
+def package_wheel(settings: Settings, pipeline: Pipeline, stage: Path) -> Path:
     """spacy package writes the package into stage; the tools venv builds its wheel, the same bytes every time."""
     python = spacy_python(settings)
     fix = f"Read spaCy's message above; {pipeline.label} must load with spacy.load (config.cfg, meta.json)"
@@ -240,22 +239,12 @@ def build_wheel(settings: Settings, pipeline: Pipeline, stage: Path) -> Path:
     source = next((d for d in stage.iterdir() if (d / "setup.py").is_file()), None)
     if source is None:
         raise UserError(f"spacy package wrote no package for {pipeline.label}: check its meta.json")
-    normalise_modes(source)
-    env = {**settings.environ, "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH, "PYTHONHASHSEED": "0"}
-    run_tool([settings.tool("python"), "-m", "build", "--wheel", "--no-isolation", "--outdir", str(stage / "dist"),
-              str(source)], what=f"building the wheel of {pipeline.label}", env=env, redact=settings.redact,
-             fix="Run make clean, then make package again (it sets up the tools venv afresh)", quiet=True)  # fmt: skip
-    built = sorted((stage / "dist").glob("*.whl"))
-    wheel = read_model_wheel(built[0]) if len(built) == 1 else None
-    if wheel is None or (wheel.name, wheel.version) != (canonicalize_name(pipeline.model), pipeline.version):
-        raise UserError(f"packaging {pipeline.label} gave {[p.name for p in built]}, not {pipeline.filename}")
-    return built[0]
-
-
-def normalise_modes(tree: Path) -> None:
-    """0644 files and 0755 directories: the wheel records modes, and a checkout's depend on the umask."""
-    for path in [tree, *tree.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
+    fix = "Run make clean, then make package again (it sets up the tools venv afresh)"
+    wheel = build_wheel(settings.tool("python"), source, stage / "dist", f"building the wheel of {pipeline.label}",
+                        fix, settings.redact)  # fmt: skip
+    if (wheel.name, wheel.version) != (canonicalize_name(pipeline.model), pipeline.version):
+        raise UserError(f"packaging {pipeline.label} gave {wheel.path.name}, not {pipeline.filename}")
+    return wheel.path
 
 
 def spacy_python(settings: Settings) -> str:

@@ -24,9 +24,10 @@ MAX_TRIES = 3  # releases in range tried, newest first, before giving up on a mo
 
 
 def candidates(source: RangeSource, links: list[ModelLink]) -> list[tuple[Version, ModelLink]]:
-    """The releases of this model in range, newest first (pre-releases as packaging allows them)."""
-    releases = {}
-    for link in links:
+    """The releases of this model in range, newest first (pre-releases as packaging allows them); a wheel wins
+    over an sdist of the same release."""
+    releases: dict[Version, ModelLink] = {}
+    for link in sorted(links, key=lambda link: link.filename.endswith(".whl")):
         identity = link.identity()
         if identity and identity[0] == source.name:
             releases[identity[1]] = link
@@ -115,7 +116,8 @@ def resolve_range(
         return checked(Fetcher.of(settings).wheel(source_for(settings, link, source.where), expected), source)
     refused = []
     for _, link in found[:MAX_TRIES]:
-        listed = Expected(link.sha256, "the digest the links page gives", "run make links") if link.sha256 else None
+        offered = link.sha256 if link.filename.endswith(".whl") else None  # an sdist's is checked as it downloads
+        listed = Expected(offered, "the digest the links page gives", "run make links") if offered else None
         wheel = checked(Fetcher.of(settings).wheel(source_for(settings, link, source.where), listed), source)
         reason = misfit(wheel)
         if reason is None:

@@ -22,7 +22,14 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import requests
-from packaging.utils import InvalidWheelFilename, NormalizedName, canonicalize_name, parse_wheel_filename
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    NormalizedName,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
 from packaging.version import Version
 
 from modeltools.errors import UserError, mask
@@ -36,7 +43,7 @@ SHA256_DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
 
 @dataclass(frozen=True)
 class ModelLink:
-    """One model wheel of the links page."""
+    """One model file of the links page: a wheel, or an sdist where a release has no wheel (scispaCy's)."""
 
     filename: str
     url: str
@@ -48,10 +55,11 @@ class ModelLink:
 
     def identity(self) -> tuple[NormalizedName, Version] | None:
         try:
-            name, version, _, _ = parse_wheel_filename(self.filename)
-        except InvalidWheelFilename:
+            if self.filename.endswith(".tar.gz"):
+                return parse_sdist_filename(self.filename)
+            return parse_wheel_filename(self.filename)[:2]
+        except (InvalidWheelFilename, InvalidSdistFilename):
             return None
-        return name, version
 
 
 def _http_url(value: object) -> str | None:
@@ -79,7 +87,7 @@ def api_error(url: str, response: requests.Response, token_sent: bool) -> UserEr
 
 
 def assets_of(releases: object, url: str) -> list[list]:
-    """[filename, download URL, sha256] of each well-formed .whl asset of one API page."""
+    """[filename, download URL, sha256] of each wheel or sdist (.tar.gz) asset of one API page."""
     if not isinstance(releases, list):
         kind = type(releases).__name__
         detail = f": {str(releases.get('message'))[:80]!r}" if isinstance(releases, dict) else ""
@@ -91,7 +99,7 @@ def assets_of(releases: object, url: str) -> list[list]:
             if not isinstance(asset, dict):
                 continue
             name, link = asset.get("name"), _http_url(asset.get("browser_download_url"))
-            if not isinstance(name, str) or not name.endswith(".whl") or link is None:
+            if not isinstance(name, str) or not name.endswith((".whl", ".tar.gz")) or link is None:
                 continue
             digest = SHA256_DIGEST.fullmatch(str(asset.get("digest") or ""))
             found.append([name, link, digest.group(1) if digest else None])
@@ -162,7 +170,7 @@ class _Anchors(HTMLParser):
 
 
 def links_in_page(text: str, base: str) -> list[ModelLink]:
-    """The .whl links of an HTML page (a links page, or a PEP 503 project page), absolute."""
+    """The wheel and sdist links of an HTML page (a links page, or a PEP 503 project page), absolute."""
     parser = _Anchors()
     parser.feed(text)
     links = []
@@ -170,7 +178,7 @@ def links_in_page(text: str, base: str) -> list[ModelLink]:
         url, _, fragment = urllib.parse.urljoin(base, href).partition("#")
         filename = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
         digest = re.fullmatch(r"sha256=([0-9a-f]{64})", fragment)
-        if filename.endswith(".whl") and _http_url(url):
+        if filename.endswith((".whl", ".tar.gz")) and _http_url(url):
             links.append(ModelLink(filename, url, digest.group(1) if digest else None))
     return links
 

@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.requirements import Requirement
 from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
     NormalizedName,
+    canonicalize_name,
     parse_sdist_filename,
     parse_wheel_filename,
 )
@@ -29,7 +32,7 @@ from packaging.utils import (
 from modeltools.errors import run_tool
 from modeltools.files import sha256_of
 from modeltools.http import get
-from modeltools.inputs import INCLUDE
+from modeltools.inputs import INCLUDE, requirement_lines
 from modeltools.lockfile import Lock
 from modeltools.releases import links_in_page
 from modeltools.settings import Settings
@@ -183,9 +186,31 @@ def compile_lock(
     command += [*options, "--output-file", draft.name, source.name]
     where = f" for {target.uv_platform} and Python {target.python_version}" if target else ""
     print(f"lock: {tool}{where} (models from build/ only)", flush=True)
+    lines = requirement_lines(settings.paths.requirements, settings.paths.pins)
     run_tool(
-        command, cwd=work, env=env, redact=settings.redact, what=tool,
-        fix="Read the resolver's message above: a version conflict is fixed in requirements.in; "
-        "a refused or unreachable index is named there. requirements.txt was kept as it was",
+        command, cwd=work, env=env, redact=settings.redact, what=tool, quiet=True,
+        explain=lambda output: resolver_failure(output, lines),
+        fix="Change or remove the line(s) it names, then run make lock; requirements.txt was kept as it was",
     )  # fmt: skip
     return draft.read_text()
+
+
+def resolver_failure(output: str, lines: list[tuple[str, Requirement]]) -> str:
+    """pip-compile's or uv's reason, in a sentence, after the requirement lines (file:line) it names."""
+    text = re.sub(r"\s+", " ", output)
+    conflict = re.search(r"The conflict is caused by:(.*?)(?: To fix this| Additionally|$)", text)
+    uv = re.search(r"cause: (.*?we can conclude that your requirements are unsatisfiable)", text)
+    pip = re.findall(
+        r"(Could not find a version that satisfies the requirement \S+)|(No matching distribution found for \S+)", text
+    )
+    if conflict:
+        reason = "conflicting requirements: " + conflict.group(1).strip()
+    elif uv:
+        reason = " ".join(re.split(r"(?<=\.) (?=And because)", uv.group(1))[-2:])  # its last two steps
+    elif pip:
+        reason = pip[0][0] or pip[0][1]
+    else:
+        return ""
+    words = {canonicalize_name(word) for word in re.findall(r"[A-Za-z0-9][A-Za-z0-9._-]*", reason)}
+    named = [f"{where} ({requirement})" for where, requirement in lines if canonicalize_name(requirement.name) in words]
+    return f"{' and '.join(named) or 'requirements.in'} cannot be met: {reason}"

@@ -31,65 +31,24 @@ SOURCE_VARIABLES = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "U
                     "UV_FIND_LINKS", "UV_INDEX", "UV_DEFAULT_INDEX")  # fmt: skip
 
 
-@dataclass(frozen=True)
 class Paths:
-    """The project's files; the defaults are the Makefile's."""
+    """The project's files, under root; the names are the Makefile's."""
 
-    root: Path = Path()
-
-    @property
-    def urls(self) -> Path:
-        return self.root / "requirements-model.in.url"
-
-    @property
-    def ranges(self) -> Path:
-        return self.root / "requirements-model.in.range"
-
-    @property
-    def pins(self) -> Path:
-        return self.root / "requirements-model.in"
-
-    @property
-    def requirements(self) -> Path:
-        return self.root / "requirements.in"
-
-    @property
-    def lock(self) -> Path:
-        return self.root / "requirements.txt"
-
-    @property
-    def env_file(self) -> Path:
-        return self.root / ".env"
-
-    @property
-    def answers(self) -> Path:
-        return self.root / ".copier-answers.yml"
-
-    @property
-    def pipelines(self) -> Path:
-        return self.root / "pipelines"
-
-    @property
-    def build(self) -> Path:
-        return self.root / "build"
-
-    @property
-    def wheels(self) -> Path:
-        return self.build / "wheels"
-
-    @property
-    def links(self) -> Path:
-        return self.build / "spacy_model_links.html"
-
-    @property
-    def work(self) -> Path:
-        """Scratch space of the lock step (resolver inputs and drafts)."""
-        return self.build / "lock"
-
-    @property
-    def partial(self) -> Path:
-        """Downloads in progress, resumed by the next run; make clean removes them."""
-        return self.build / ".partial"
+    def __init__(self, root: Path = Path()) -> None:
+        self.root = root
+        self.urls = root / "requirements-model.in.url"
+        self.ranges = root / "requirements-model.in.range"
+        self.pins = root / "requirements-model.in"
+        self.requirements = root / "requirements.in"
+        self.lock = root / "requirements.txt"
+        self.env_file = root / ".env"
+        self.answers = root / ".copier-answers.yml"
+        self.pipelines = root / "pipelines"
+        self.build = root / "build"
+        self.wheels = self.build / "wheels"
+        self.links = self.build / "spacy_model_links.html"
+        self.work = self.build / "lock"  # the lock step's scratch space: resolver inputs and drafts
+        self.partial = self.build / ".partial"  # downloads in progress, resumed by the next run
 
 
 @dataclass

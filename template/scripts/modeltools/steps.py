@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.utils import NormalizedName
+from packaging.version import Version
 
 from modeltools import image, lockfile, pipelines, releases, secrets, wheelhouse
 from modeltools.errors import UserError, mask
@@ -49,6 +50,15 @@ class SpacyCheck:
         self.where = found[1] if found else ""
         self.locked = lock.version_of("spacy") if lock else None
 
+    def series(self) -> tuple[int, ...] | None:
+        """The project's spaCy (major, minor): the locked one, else the lowest its requirement allows."""
+        if self.locked is not None:
+            return self.locked.release[:2]
+        if self.project is None:
+            return None
+        floors = [Version(s.version).release[:2] for s in self.project.specifier if s.operator in (">=", "~=", "==")]
+        return min(floors) if floors else None
+
     def misfit(self, wheel: ModelWheel) -> str | None:
         needs = wheel.requirement_on("spacy")
         if needs is None or self.project is None:
@@ -62,8 +72,29 @@ class SpacyCheck:
         reason = self.misfit(wheel)
         if reason:
             raise UserError(
-                f"{wheel.pin} ({where}) {reason}: pick a release of {wheel.display_name} built for that spaCy, "
-                "or change the spaCy version; nothing was installed"
+                f"{wheel.pin} ({where}) {reason}: pick a release of {wheel.display_name} built for that spaCy "
+                "(make check-models lists them), or change the spaCy version; nothing was installed"
+            )
+
+    def unbounded(self, wheel: ModelWheel) -> bool:
+        """The model admits every later spaCy: spaCy warns (W094) at each load, and no upgrade is stopped."""
+        needs = wheel.requirement_on("spacy")
+        return needs is not None and not any(s.operator in ("<", "<=", "==", "~=", "===") for s in needs.specifier)
+
+    def series_move(self, models: list[Model], before: Version | None, after: Version | None) -> None:
+        """make upgrade moves spaCy to a later series only when requirements.in or every model says it may."""
+        if before is None or after is None or after.release[:2] <= before.release[:2]:
+            return
+        if self.project is not None and any(s.operator in ("<", "<=", "==", "~=") for s in self.project.specifier):
+            return  # the project chose the series
+        for model in (m for m in models if self.unbounded(m.wheel)):
+            series = f"{before.major}.{before.minor}"
+            raise UserError(
+                f"make upgrade would move spaCy {before} -> {after}, past the {series} series {model.wheel.pin} "
+                f"({model.where}) was locked with, and its requirement {model.wheel.requirement_on('spacy')} has no "
+                f"upper bound; nothing was changed. Write the series you want in requirements.in (e.g. "
+                f"spacy>={after.major}.{after.minor},<{after.major}.{after.minor + 1} if the model works with it, "
+                f"or spacy<{after.major}.{after.minor}), then run make upgrade again"
             )
 
 
@@ -108,8 +139,8 @@ class LinksPages:
             return resolve_range(self.settings, source, self.links(refresh=True), locked, upgrade, misfit)
 
 
-def collect_models(settings: Settings, upgrade: bool = False) -> list[Model]:
-    """Every model of the project in build/, each checked; writes requirements-model.in when it changes."""
+def collect_models(settings: Settings, upgrade: bool = False, check_fit: bool = True) -> list[Model]:
+    """Every model of the project in build/, each checked (check_fit: its spaCy too); writes requirements-model.in."""
     paths = settings.paths
     lock = None if upgrade else lockfile.read(paths.lock)
     locked = locked_hashes(lock)
@@ -137,7 +168,8 @@ def collect_models(settings: Settings, upgrade: bool = False) -> list[Model]:
                 models.append(Model(wheel, link.url if link else None, source.where))
     models += [Model(wheel, None, f"pipelines/ ({wheel.path.name})") for wheel in packaged]
     for model in models:
-        spacy.check(model.wheel, model.where)
+        if check_fit:
+            spacy.check(model.wheel, model.where)
         check_fits_python(model.wheel, model.where)
     # a wheel someone put in build/ is a model too, listed or not: its name must not reach a resolver
     in_build = [name for name, _ in wheels_in_build(paths.build)]
@@ -169,12 +201,38 @@ def links(settings: Settings) -> None:
 
 
 def check_models(settings: Settings) -> None:
+    """A line for every model: its own spaCy requirement and whether it fits; for one that does not, the
+    releases of the links page made for the project's spaCy series. Fails only when a model does not fit."""
     with project_lock(settings.paths.build):
-        found = collect_models(settings)
+        found = collect_models(settings, check_fit=False)
     spacy = SpacyCheck(settings, lockfile.read(settings.paths.lock))
+    links = releases.read_links(settings.paths.links)
+    misfits = []
     for model in found:
-        needs = model.wheel.requirement_on("spacy")
-        print(f"check-models: {model.wheel.pin} needs {needs or 'any spaCy'}: fits {spacy.project or 'spaCy'}")
+        needs, reason = model.wheel.requirement_on("spacy"), spacy.misfit(model.wheel)
+        line = f"check-models: {model.wheel.pin} needs {needs or 'any spaCy'}: "
+        if reason is None:
+            print(line + f"fits {spacy.project or 'spaCy'}")
+            if spacy.unbounded(model.wheel):
+                print(f"check-models: warning: {model.wheel.pin} sets no upper bound on spaCy: spaCy warns (W094) at "
+                      "each load, and a spaCy upgrade is not stopped by it; keep spacy's series pinned in "
+                      "requirements.in")  # fmt: skip
+            continue
+        misfits.append(model.wheel.pin)
+        print(line + f"does not fit: {reason.split(', but ', 1)[1]}")
+        series = spacy.series()
+        fitting = sorted(
+            {str(i[1]) for link in links if (i := link.identity()) and i[0] == model.wheel.name and series
+             and i[1].release[:2] == series}, key=Version,
+        )  # fmt: skip
+        if fitting:
+            print(f"check-models:   releases of {model.wheel.display_name} made for spaCy {series[0]}.{series[1]} "
+                  f"(spaCy's model versions follow its own): {', '.join(fitting)}")  # fmt: skip
+        else:
+            print(f"check-models:   run make links to list the releases of {model.wheel.display_name} (or see "
+                  "where it is published), and pick one made for the project's spaCy")  # fmt: skip
+    if misfits:
+        raise UserError(f"{', '.join(misfits)} do(es) not fit the project's spaCy: see the lines above")
 
 
 def lock(settings: Settings, upgrade: bool = False) -> None:
@@ -223,6 +281,8 @@ def _lock(settings: Settings, upgrade: bool) -> None:
     spacy = SpacyCheck(settings, new)
     for model in found:
         spacy.check(model.wheel, model.where)
+    if upgrade:
+        spacy.series_move(found, previous.version_of("spacy") if previous else None, new.version_of("spacy"))
     write_manifest(settings, found, new)  # before the lock: a failure here leaves the old lock as it was
     write_if_changed(paths.lock, text)
     mark_fresh(paths.lock, lock_sources)

@@ -5,7 +5,8 @@ Layout (NLP_MODELS_CACHE, else $XDG_CACHE_HOME/nlp-template/models, else
 
     sha256/<hex>              read-only entries, named by the sha256 of their content
     hashes.json               the verified state of each entry (files.HashCache)
-    urls.json                 sha256 of a URL -> sha256 of what it served (no URL, so no credential, on disk)
+    urls.json                 sha256 of a URL -> sha256 of what it served (no URL, so no credential, on disk);
+                              built:<sdist sha256> -> sha256 of the wheel built from it
     used/<hex>                touched whenever an entry is used: its mtime is the last use
     partial/<url hash>.part   a download in progress, resumed with an HTTP Range request
     .lock                     one process changes the index files at a time
@@ -226,7 +227,11 @@ class ModelStore:
         return path
 
     def sha256_for_url(self, url: str) -> str | None:
-        return self._urls().get(url_key(url))
+        return self._index().get(url_key(url))
+
+    def built_from(self, sdist_sha256: str) -> Path | None:
+        """The wheel built from an sdist of the store, if the store still holds it."""
+        return self.get(self._index().get(f"built:{sdist_sha256}", "-"))
 
     def fetch(
         self,
@@ -276,7 +281,7 @@ class ModelStore:
                 entry = self.add(part.path, digest)
             finally:
                 part.discard()
-            self.remember(url, digest)
+            self.remember(url_key(url), digest)
         return Fetched(entry, digest, received)
 
     def add(self, source: Path, sha256: str) -> Path:
@@ -288,9 +293,10 @@ class ModelStore:
                 link_or_copy(source, entry, mode=0o444)
         return self.get(sha256) or entry
 
-    def remember(self, url: str, sha256: str) -> None:
+    def remember(self, key: str, sha256: str) -> None:
+        """Record key (a URL's url_key, or built:<sdist sha256>) -> the sha256 of an entry."""
         with writing_in(self.root), locked(self.root / ".lock"):
-            write_atomic(self.root / "urls.json", json.dumps({**self._urls(), url_key(url): sha256}, indent=1))
+            write_atomic(self.root / "urls.json", json.dumps({**self._index(), key: sha256}, indent=1))
 
     def link(self, sha256: str, dest: Path) -> Path:
         """Hard-link the entry to dest (a copy across file systems); dest is never half-written."""
@@ -328,7 +334,7 @@ class ModelStore:
                     freed += entry.size if path.stat().st_nlink == 1 else 0
                     path.unlink()
                 (self.root / "used" / entry.sha256).unlink(missing_ok=True)
-            urls = {key: sha for key, sha in self._urls().items() if (self.entries / sha).exists()}
+            urls = {key: sha for key, sha in self._index().items() if (self.entries / sha).exists()}
             write_atomic(self.root / "urls.json", json.dumps(urls, indent=1))
             for part in self.partials.glob("*.part"):
                 lock = part.with_suffix(".lock")
@@ -338,7 +344,7 @@ class ModelStore:
                     lock.unlink(missing_ok=True)
         return freed
 
-    def _urls(self) -> dict[str, str]:
+    def _index(self) -> dict[str, str]:
         try:
             urls = json.loads((self.root / "urls.json").read_text())
         except (OSError, ValueError):

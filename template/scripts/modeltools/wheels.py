@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import zipfile
@@ -11,10 +12,17 @@ from pathlib import Path
 from packaging.metadata import ExceptionGroup, InvalidMetadata, Metadata
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
-from packaging.utils import InvalidWheelFilename, NormalizedName, canonicalize_name, parse_wheel_filename
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    NormalizedName,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
 from packaging.version import InvalidVersion, Version
 
-from modeltools.errors import UserError
+from modeltools.errors import Redactor, UserError, run_tool
 
 # spacy-huggingface-hub names its wheels <name>-any-py3-none-any.whl: 'any' where the version belongs.
 HUB_WHEEL = re.compile(r"^(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._]*[A-Za-z0-9])?)-any-py3-none-any\.whl$")
@@ -55,19 +63,21 @@ def wheel_filename(name: str, version: Version) -> str:
 
 
 def expected_identity(filename: str, where: str) -> tuple[NormalizedName, Version | None]:
-    """What a URL's file name promises: a PEP 427 wheel name, or a Hub wheel whose version is inside.
-
-    Only a plain file name is taken: no separator, no '..', no control character.
-    """
+    """What a URL's file name promises: a PEP 427 wheel name, an sdist name (PEP 625, as `spacy package --build
+    sdist` writes it), or a Hub wheel whose version is inside. Only a plain file name is taken: no separator,
+    no '..', no control character."""
     if UNSAFE_NAME.search(filename):
-        raise UserError(f"{where}: {filename!r} is not a plain wheel file name (no /, \\, .. or control characters)")
+        raise UserError(f"{where}: {filename!r} is not a plain file name (no /, \\, .. or control characters)")
     if hub := HUB_WHEEL.match(filename):
         return canonicalize_name(hub.group("name")), None
     try:
+        if filename.endswith(".tar.gz"):
+            return parse_sdist_filename(filename)
         name, version, _, tags = parse_wheel_filename(filename)
-    except InvalidWheelFilename:
+    except (InvalidWheelFilename, InvalidSdistFilename):
         raise UserError(
-            f"{where}: {filename!r} is not a wheel file name (name-version-python-abi-platform.whl)"
+            f"{where}: {filename!r} is neither a wheel (name-version-py3-none-any.whl) nor an sdist "
+            "(name-version.tar.gz): link to the model's wheel or source archive"
         ) from None
     if not any(tag.platform == "any" for tag in tags):
         raise UserError(f"{where}: {filename} is built for one platform; model wheels are pure Python (…-none-any.whl)")
@@ -138,3 +148,28 @@ def spacy_fits(model: SpecifierSet, project: SpecifierSet, locked: Version | Non
         return model.contains(locked, prereleases=True)
     candidates = _bounds(model) + _bounds(project)
     return any(model.contains(v, prereleases=True) and project.contains(v, prereleases=True) for v in candidates)
+
+
+SOURCE_DATE_EPOCH = "315532800"  # 1980-01-01, the earliest time a zip file holds: every build gives the same bytes
+
+
+def build_wheel(python: str, source: Path, out: Path, what: str, fix: str, redact: Redactor) -> ModelWheel:
+    """The wheel of a source tree (setup.py or pyproject.toml), built reproducibly with the tools venv's backend.
+
+    The same tree gives the same bytes on any machine, directory or day: modes normalised (0644/0755),
+    SOURCE_DATE_EPOCH fixed, no build isolation, so no index is asked for a build dependency.
+    """
+    for path in [source, *source.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    env = {**os.environ, "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH, "PYTHONHASHSEED": "0"}
+    run_tool([python, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(source)],
+             what=what, fix=fix, env=env, redact=redact, quiet=True, explain=backend_error)  # fmt: skip
+    built = sorted(out.glob("*.whl"))
+    if len(built) != 1:
+        raise UserError(f"{what} gave {[p.name for p in built]}, not one wheel. {fix}")
+    return read_model_wheel(built[0])
+
+
+def backend_error(output: str) -> str | None:
+    """The build backend's own reason: its last line that names an error."""
+    return next((line.strip() for line in reversed(output.splitlines()) if "error" in line.lower()), None)
