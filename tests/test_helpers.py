@@ -99,11 +99,11 @@ def test_wheel_lines_resolve_relative_mirrored_and_local(tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("http://h/x/..%2F..%2Fevil-1.0-py3-none-any.whl", "is not a plain wheel file name"),
-        ("http://h/x/%2Fetc%2Fevil-1.0-py3-none-any.whl", "is not a plain wheel file name"),
-        ("http://h/x/evil%0a-1.0-py3-none-any.whl", "is not a plain wheel file name"),
+        ("http://h/x/..%2F..%2Fevil-1.0-py3-none-any.whl", "is not a plain file name"),
+        ("http://h/x/%2Fetc%2Fevil-1.0-py3-none-any.whl", "is not a plain file name"),
+        ("http://h/x/evil%0a-1.0-py3-none-any.whl", "is not a plain file name"),
         ("http://h/x/model-1.0-cp311-cp311-manylinux_2_17_x86_64.whl", "built for one platform"),
-        ("http://h/x/notes.txt", "is not a wheel file name"),
+        ("http://h/x/notes.txt", "is neither a wheel"),
         ("http://h/x/a b-1.0-py3-none-any.whl", "a URL has no spaces"),
         ("http://h/x/m-1.0-py3-none-any.whl#md5=abc", "unsupported URL fragment"),
         ("ftp://h/x/m-1.0-py3-none-any.whl", "ftp: URLs are not supported"),

@@ -109,7 +109,8 @@ class Mirror:
     # ---- what tests set up
 
     def add_download(self, wheel: Path) -> str:
-        name, version = wheel.name.split("-")[:2]
+        """Serve a wheel (or an sdist, name-version.tar.gz) under GitHub's release layout; returns its URL."""
+        name, version = wheel.name.removesuffix(".tar.gz").split("-")[:2]
         key = f"{name}-{version}/{wheel.name}"
         self.downloads[key] = wheel
         return f"{self.url}/download/{key}"
@@ -117,7 +118,7 @@ class Mirror:
     def add_release(self, wheel: Path, with_digest: bool = True) -> None:
         """A GitHub release holding this wheel, newest first like the real API."""
         url = self.add_download(wheel)
-        name, version = wheel.name.split("-")[:2]
+        name, version = wheel.name.removesuffix(".tar.gz").split("-")[:2]
         digest = f"sha256:{hashlib.sha256(wheel.read_bytes()).hexdigest()}" if with_digest else None
         self.releases.insert(0, Release(f"{name}-{version}", [(wheel.name, url, digest)]))
 

@@ -132,18 +132,19 @@ def _names_version(filename: str) -> tuple[str, str] | None:
 
 
 def write_input(settings: Settings, models: Mapping[NormalizedName, ModelWheel], work: Path) -> Path:
-    """build/lock/requirements.in: the project's requirements.in, models as direct references to build/."""
+    """build/lock/requirements.in: the project's requirements.in, models as direct references to build/.
+
+    Its lines keep their numbers, so a resolver's "(line N)" is requirements.in's line N.
+    """
     paths = settings.paths
-    lines = ["# Written by make lock from requirements.in: each model is its file in build/, never a name."]
+    lines = []
     for line in paths.requirements.read_text().splitlines():
         include = INCLUDE.match(line)
         if include:
             target = (paths.requirements.parent / include.group(2)).resolve()
-            if target == paths.pins.resolve():
-                continue
-            line = f"{include.group(1)} {os.path.relpath(target, work)}"
+            line = "" if target == paths.pins.resolve() else f"{include.group(1)} {os.path.relpath(target, work)}"
         lines.append(line)
-    lines.append("# Models (requirements-model.in):")
+    lines.append("# Models (requirements-model.in), each its file in build/, never a name:")
     lines += [f"{wheel.display_name} @ {wheel.path.resolve().as_uri()}" for wheel in models.values()]
     work.mkdir(parents=True, exist_ok=True)
     source = work / "requirements.in"
@@ -198,13 +199,15 @@ def compile_lock(
 def resolver_failure(output: str, lines: list[tuple[str, Requirement]]) -> str:
     """pip-compile's or uv's reason, in a sentence, after the requirement lines (file:line) it names."""
     text = re.sub(r"\s+", " ", output)
-    conflict = re.search(r"The conflict is caused by:(.*?)(?: To fix this| Additionally|$)", text)
+    conflict = re.search(r"The conflict is caused by:(.*?)(?: To fix this| Additionally|$)", text) or re.search(
+        r"(Cannot install .*? because these package versions have conflicting dependencies)", text
+    )
     uv = re.search(r"cause: (.*?we can conclude that your requirements are unsatisfiable)", text)
     pip = re.findall(
         r"(Could not find a version that satisfies the requirement \S+)|(No matching distribution found for \S+)", text
     )
     if conflict:
-        reason = "conflicting requirements: " + conflict.group(1).strip()
+        reason = conflict.group(1).strip()
     elif uv:
         reason = " ".join(re.split(r"(?<=\.) (?=And because)", uv.group(1))[-2:])  # its last two steps
     elif pip:
@@ -212,5 +215,6 @@ def resolver_failure(output: str, lines: list[tuple[str, Requirement]]) -> str:
     else:
         return ""
     words = {canonicalize_name(word) for word in re.findall(r"[A-Za-z0-9][A-Za-z0-9._-]*", reason)}
-    named = [f"{where} ({requirement})" for where, requirement in lines if canonicalize_name(requirement.name) in words]
+    words |= {f"requirements.in:{number}" for number in re.findall(r"-r requirements\.in \(line (\d+)\)", reason)}
+    named = [f"{where} ({r})" for where, r in lines if canonicalize_name(r.name) in words or where in words]
     return f"{' and '.join(named) or 'requirements.in'} cannot be met: {reason}"

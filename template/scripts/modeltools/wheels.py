@@ -171,5 +171,6 @@ def build_wheel(python: str, source: Path, out: Path, what: str, fix: str, redac
 
 
 def backend_error(output: str) -> str | None:
-    """The build backend's own reason: its last line that names an error."""
-    return next((line.strip() for line in reversed(output.splitlines()) if "error" in line.lower()), None)
+    """The build backend's own reason (its last error line, or the exception it raised), not `build`'s summary."""
+    lines = [line.strip() for line in output.splitlines() if not line.startswith(("ERROR Backend", "TIP ", "* "))]
+    return next((line for line in reversed(lines) if re.match(r"(error\b|\w+(Error|Exception)\b)", line)), None)
