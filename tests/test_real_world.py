@@ -234,3 +234,28 @@ def test_a_line_in_the_wrong_place_is_named_and_its_advice_works(
     if fixed:  # the advice: move the line where it belongs
         (project / fixed).write_text(line + "\n")
     make(project, "models", *settings, env=FAST)
+
+
+def test_upgrade_keeps_spacys_series_for_a_model_without_an_upper_bound(project: Path, mirror: Mirror) -> None:
+    loose = build_tiny(TinyModel("en_core_loose_tiny", "1.0.0", spacy_range=">=3.5.0"))
+    (project / "requirements-model.in.url").write_text(mirror.add_download(loose) + "\n")
+    requirements = project / "requirements.in"
+    text = requirements.read_text()
+    spacy_line = next(line for line in text.splitlines() if line.startswith("spacy"))
+
+    def require(spacy: str) -> None:
+        requirements.write_text(text.replace(spacy_line, spacy))
+
+    require("spacy>=3.7,<3.8")
+    make(project, "lock", env=FAST)
+    assert "spacy==3.7." in (project / "requirements.txt").read_text()
+    require("spacy>=3.7")  # nothing says which series any more
+    before = (project / "requirements.txt").read_text()
+    result = make(project, "upgrade", env=FAST, check=False)
+    (line,) = error_lines(result)
+    assert "make upgrade would move spaCy 3.7." in line and "en_core_loose_tiny==1.0.0" in line
+    assert "has no upper bound; nothing was changed" in line and "spacy>=3.8,<3.9" in line
+    assert (project / "requirements.txt").read_text() == before
+    require("spacy>=3.8,<3.9")  # the advice: say which series
+    make(project, "upgrade", env=FAST)
+    assert "spacy==3.8." in (project / "requirements.txt").read_text()
