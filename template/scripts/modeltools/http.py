@@ -160,7 +160,7 @@ def failure(
     if isinstance(error, (requests.exceptions.InvalidSchema, requests.exceptions.InvalidURL)):
         return UserError(f"{what}: {where} leads to a URL that is not http(s): check the URL")
     reason = getattr(error.args[0], "reason", None) if error.args else None  # urllib3's, once retries ran out
-    if isinstance(error, requests.exceptions.Timeout) or isinstance(reason, urllib3.exceptions.TimeoutError):
+    if isinstance(error, requests.exceptions.Timeout) or isinstance(reason, urllib3.exceptions.ReadTimeoutError):
         return UserError(f"{what}: {name} did not answer within {TIMEOUT} s: check the network and try again")
     return UserError(f"{what}: cannot reach {where} ({type(error).__name__}): check the network, {fix or 'or the URL'}")
 
