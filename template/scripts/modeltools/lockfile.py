@@ -23,6 +23,8 @@ if TYPE_CHECKING:  # packaging is imported where it is used: installing from a l
 
 FORMAT = "2"  # bump when the post-processing changes, so that older locks are compiled again
 DIGEST_PREFIX = "# make lock inputs: sha256:"
+SCOPE_PREFIX = "# make lock: "
+UNIVERSAL = "for every platform and Python (uv pip compile --universal; markers choose what each installs)"
 MODELS_HEADER = "# Models: installed from build/ only, never from a package index (see requirements-model.in)."
 SOURCE_OPTION = re.compile(r"^\s*(-i|-f|--index-url|--extra-index-url|--find-links|--trusted-host)\b")
 
@@ -78,6 +80,11 @@ class Lock:
             text += f"\n{MODELS_HEADER}\n" + "".join(e.render() for e in models)
         return text
 
+    @property
+    def universal(self) -> bool:
+        """Whether this lock serves every platform (uv's universal lock), not only the machine that made it."""
+        return SCOPE_PREFIX + UNIVERSAL in self.header
+
     def by_name(self) -> dict[NormalizedName, LockEntry]:
         return {entry.name: entry for entry in self.entries}
 
@@ -115,9 +122,13 @@ def read(path: Path) -> Lock | None:
     return parse(path.read_text()) if path.is_file() else None
 
 
-def finish(draft: str, models: Mapping[NormalizedName, ModelWheel], hashes: Mapping[NormalizedName, str]) -> Lock:
-    """A resolver's draft as the committed lock: models pinned by version and build/ hash, sources tidied."""
+def finish(
+    draft: str, models: Mapping[NormalizedName, ModelWheel], hashes: Mapping[NormalizedName, str], scope: str
+) -> Lock:
+    """A resolver's draft as the committed lock: models pinned by version and build/ hash, sources tidied,
+    and a header line that says which machines it serves (scope)."""
     lock = parse(draft)
+    lock.header = [line for line in lock.header if not line.startswith(SCOPE_PREFIX)] + [SCOPE_PREFIX + scope]
     for entry in lock.entries:
         entry.via = [_tidy_source(source) for source in entry.via]
         if entry.name in models:

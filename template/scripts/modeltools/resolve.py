@@ -176,7 +176,7 @@ def compile_lock(
         python = target.python_version if target else settings.python_version
         command = [settings.tool("uv"), "pip", "compile", "--quiet", "--generate-hashes"]
         command += ["--python-version", python] if python else []
-        command += ["--python-platform", target.uv_platform] if target else []
+        command += ["--python-platform", target.uv_platform] if target else ["--universal"]
         env = {**uv_environment(environ), "UV_CUSTOM_COMPILE_COMMAND": "make lock"}
         tool = "uv pip compile"
     else:
@@ -185,7 +185,11 @@ def compile_lock(
         env = {**environ, "CUSTOM_COMPILE_COMMAND": "make lock"}
         tool = "pip-compile"
     command += [*options, "--output-file", draft.name, source.name]
-    where = f" for {target.uv_platform} and Python {target.python_version}" if target else ""
+    where = (
+        f" for {target.uv_platform} and Python {target.python_version}"
+        if target
+        else (" --universal" if uses_uv else "")
+    )
     print(f"lock: {tool}{where} (models from build/ only)", flush=True)
     lines = requirement_lines(settings.paths.requirements, settings.paths.pins)
     run_tool(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import platform
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,7 @@ from modeltools.inputs import (
     read_wheel_sources,
     render_pins,
     requirement_files,
+    requirement_lines,
 )
 from modeltools.ranges import StaleLinksError, pinned_wheel, resolve_range
 from modeltools.resolve import add_missing_hashes, compile_lock
@@ -269,7 +272,7 @@ def _lock(settings: Settings, upgrade: bool) -> None:
     secrets.require_variables(settings)
     secrets.check_private_sources(settings)
     draft = compile_lock(settings, by_name, upgrade=upgrade, previous=paths.lock, work=paths.work)
-    new = lockfile.finish(draft, by_name, hashes)
+    new = lockfile.finish(draft, by_name, hashes, lock_scope(settings))
     add_missing_hashes(settings, new)
     text = new.render(digest)
     problems = lockfile.problems(new, text)
@@ -291,6 +294,20 @@ def _lock(settings: Settings, upgrade: bool) -> None:
         print(f"lock: wrote {paths.lock.name}: {len(new.entries)} packages, each pinned with its hashes", flush=True)
     else:
         print(f"lock: {paths.lock.name}: " + ("\n" + "\n".join(moved) if moved else "no version changed"), flush=True)
+
+
+def lock_scope(settings: Settings) -> str:
+    """Which machines a new lock serves; with pip-tools, each requirement its marker leaves out here is named."""
+    if settings.installer == "uv":
+        return lockfile.UNIVERSAL
+    here = f"{sys.platform} {platform.machine()} and Python {settings.python_version}"
+    for where, requirement in requirement_lines(settings.paths.requirements, settings.paths.pins):
+        if requirement.marker is not None and not requirement.marker.evaluate():
+            print(
+                f"lock: {requirement.name} ({where}) is left out: its marker {requirement.marker} is false on "
+                f"{here}; pip-compile locks for this machine only (INSTALLER=uv locks for every platform)"
+            )
+    return f"for {here} only (pip-compile resolves for the machine it runs on; INSTALLER=uv locks for every platform)"
 
 
 def upgrade(settings: Settings) -> None:
@@ -323,10 +340,17 @@ def model_files(settings: Settings, lock: lockfile.Lock) -> dict[str, Path]:
 
 
 def wheelhouse_step(settings: Settings) -> None:
+    """build/wheels, or the wheelhouse of PLATFORM / IMAGE_PYTHON (build/image/<target>/wheels) when they are set."""
+    target = image.image_target(settings)
     with project_lock(settings.paths.build):
         parsed, text = require_lock(settings)
-        house = wheelhouse.fill(settings, parsed, text, settings.paths.wheels, model_files(settings, parsed))
-    print(f"wheelhouse: {len(house.by_hash)} wheels in {settings.paths.wheels}/, each matching requirements.txt")
+        if image.is_host(target, settings.python_version):
+            house = wheelhouse.fill(settings, parsed, text, settings.paths.wheels, model_files(settings, parsed))
+            where = f"{settings.paths.wheels}/, each matching requirements.txt"
+        else:
+            requirements, directory = image_wheelhouse(settings, target, parsed, text)
+            house, where = wheelhouse.Wheelhouse(directory, settings.hashes), f"{directory}/, for {requirements}"
+    print(f"wheelhouse: {len(house.by_hash)} wheels in {where}", flush=True)
 
 
 def docker(settings: Settings) -> None:
@@ -345,23 +369,32 @@ def docker(settings: Settings) -> None:
 def image_wheelhouse(
     settings: Settings, target: image.ImageTarget, parsed: lockfile.Lock, text: str
 ) -> tuple[Path, Path]:
-    """build/image/<platform>-py<version>/: the lock resolved for the image, and its wheels."""
+    """build/image/<platform>-py<version>/: the target's requirements.txt and its wheels, each by hash.
+
+    From a universal lock (uv's) the target's entries are those its markers select: no resolver runs.
+    A pip-tools lock serves the machine that made it only, so it is resolved again for the target
+    (uv pip compile --python-platform, the lock's versions as constraints), and that is said.
+    """
     directory = settings.paths.build / "image" / target.key
     requirements = directory / "requirements.txt"
     found = collect_models(settings)
     by_name = {m.wheel.name: m.wheel for m in found}
-    hashes = {name: settings.hashes.sha256(w.path) for name, w in by_name.items()}
     inputs = hashlib.sha256(f"{text}\n{target}".encode()).hexdigest()
-    if lockfile.recorded_digest(requirements) != inputs:
+    if lockfile.recorded_digest(requirements) != inputs and parsed.universal:
+        entries = [entry for entry in parsed.entries if wheelhouse.applies(entry, target.marker_environment())]
+        write_if_changed(requirements, lockfile.Lock(parsed.header, entries).render(inputs))
+    elif lockfile.recorded_digest(requirements) != inputs:
+        print(f"lock: requirements.txt was made by pip-compile for one machine; resolving it again for {target.key}"
+              " (INSTALLER=uv writes one lock for every platform, and no resolver runs here)", flush=True)  # fmt: skip
         constraints = directory / "host-pins.txt"
         directory.mkdir(parents=True, exist_ok=True)
         constraints.write_text("".join(f"{e.name}=={e.version}\n" for e in parsed.entries if e.name not in by_name))
         draft = compile_lock(settings, by_name, upgrade=False, previous=None, work=directory / "resolve",
                              target=target.resolver_target(), constraints=[constraints])  # fmt: skip
-        image_lock = lockfile.finish(draft, by_name, hashes)
+        hashes = {name: settings.hashes.sha256(w.path) for name, w in by_name.items()}
+        image_lock = lockfile.finish(draft, by_name, hashes, f"for {target.key} only, resolved from requirements.txt")
         add_missing_hashes(settings, image_lock)
-        lockfile_text = image_lock.render(inputs)
-        write_if_changed(requirements, lockfile_text)
+        write_if_changed(requirements, image_lock.render(inputs))
     image_lock = lockfile.parse(requirements.read_text())
     models = {m.wheel.name: m.wheel.path for m in found}
     wheelhouse.fill(settings, image_lock, requirements.read_text(), directory / "wheels", models,

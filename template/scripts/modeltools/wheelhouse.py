@@ -76,8 +76,10 @@ def stamp_text(lock_text: str) -> str:
 
 
 def pip_download(settings: Settings, entries: Sequence[LockEntry], dest: Path, platform: Platform | None) -> None:
-    listing = dest / ".missing.txt"
-    listing.write_text("".join(entry.render() for entry in entries))
+    listing = dest / ".missing.txt"  # markers already chose these for the target: pip would judge them by this machine
+    listing.write_text(
+        "".join(f"{e.requirement.split(';')[0]} {' '.join(f'--hash={h}' for h in e.hashes)}\n" for e in entries)
+    )
     where = f" for {platform.pip_platforms[0]}, Python {platform.python_version}" if platform else ""
     print(f"wheelhouse: downloading {len(entries)} packages into {dest}/{where}", flush=True)
     command = [settings.tool("python"), "-m", "pip", "download", "--quiet", "--no-deps",
