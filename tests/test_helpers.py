@@ -228,8 +228,9 @@ class FakeWheel:
 
 
 def test_a_draft_becomes_a_lock_with_models_pinned_to_their_file() -> None:
-    lock = lockfile.finish(DRAFT, {"en-acme-ner": FakeWheel()}, {"en-acme-ner": "f" * 64})  # type: ignore[dict-item]
+    lock = lockfile.finish(DRAFT, {"en-acme-ner": FakeWheel()}, {"en-acme-ner": "f" * 64}, lockfile.UNIVERSAL)  # type: ignore[dict-item]
     text = lock.render("d" * 64)
+    assert lockfile.parse(text).universal and f"{lockfile.SCOPE_PREFIX}{lockfile.UNIVERSAL}\n" in text
     model_block = f"en_acme_ner==1.0.0 \\\n    --hash=sha256:{'f' * 64}\n    # via -r requirements-model.in\n"
     assert text.endswith(f"{lockfile.MODELS_HEADER}\n{model_block}")
     assert "#   -r extra.in" in text and "../../" not in text and "file:" not in text
@@ -246,10 +247,17 @@ def test_an_unsafe_lock_is_named() -> None:
     assert any("local path or a URL with credentials" in p for p in found)
 
 
-def test_changes_name_each_moved_package() -> None:
-    old = lockfile.parse("a==1 \\\n    --hash=sha256:x\nb==1 \\\n    --hash=sha256:x\n")
-    new = lockfile.parse("a==2 \\\n    --hash=sha256:y\nc==1 \\\n    --hash=sha256:z\n")
-    assert lockfile.changes(old, new) == ["  a: 1 -> 2", "  b: 1 -> (removed)", "  c: (new) -> 1"]
+def test_changes_name_each_moved_package_and_each_replaced_file() -> None:
+    old = lockfile.parse(
+        "a==1 \\\n    --hash=sha256:x\nb==1 \\\n    --hash=sha256:x\nm==1 \\\n    --hash=sha256:aaaa\n"
+    )
+    new = lockfile.parse(
+        "a==2 \\\n    --hash=sha256:y\nc==1 \\\n    --hash=sha256:z\nm==1 \\\n    --hash=sha256:bbbb\n"
+    )
+    assert lockfile.changes(old, new, {"m": "https://x/m-1-py3-none-any.whl"}) == [
+        "  a: 1 -> 2", "  b: 1 -> (removed)", "  c: (new) -> 1",
+        "  m 1: file changed, sha256 aaaa… -> bbbb… (from https://x/m-1-py3-none-any.whl)",
+    ]  # fmt: skip
 
 
 # ---- files, installers, images

@@ -61,8 +61,10 @@ def _check_value(name: str, raw: str, where: str) -> None:
         problem = "holds a control character"
     elif raw.endswith("\\"):
         problem = "ends with \\, which joins the next line to it for make"
-    elif re.search(r"(?<!\\)#", raw):
-        problem = "holds a '#', where make starts a comment: write a literal # as \\#, and comments on their own line"
+    elif any(len(m.group(1)) != 1 for m in re.finditer(r"(\\*)#", raw)):  # '#', '\\#': a comment starts there
+        problem = (
+            "holds a '#' make reads as a comment: write a literal # as \\# (one backslash), comments on their own line"
+        )
     elif raw != raw.rstrip():
         problem = "ends with spaces or tabs, which make keeps in the value: remove them"
     elif len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"":

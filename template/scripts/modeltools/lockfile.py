@@ -183,17 +183,24 @@ def inputs_digest(files: Iterable[Path], model_hashes: Mapping[str, str], python
     return digest.hexdigest()
 
 
-def changes(old: Lock | None, new: Lock) -> list[str]:
-    """'name: old -> new' for every package whose pinned version moved, appeared or left."""
+def changes(old: Lock | None, new: Lock, sources: Mapping[str, str]) -> list[str]:
+    """'name: old -> new' for every version that moved, appeared or left, and 'name version: file changed,
+    sha256 old… -> new…' for a file replaced at the same version, with where the new one came from (sources)."""
     entries = [*(old.entries if old else []), *new.entries]
     shown = {entry.name: entry.parsed.name for entry in entries}
-    before = {e.name: e.version for e in old.entries} if old else {}
-    after = {e.name: e.version for e in new.entries}
-    return [
-        f"  {shown[name]}: {before.get(name, '(new)')} -> {after.get(name, '(removed)')}"
-        for name in sorted(before.keys() | after.keys())
-        if before.get(name) != after.get(name)
-    ]
+    before = {e.name: (e.version, e.hashes) for e in old.entries} if old else {}
+    after = {e.name: (e.version, e.hashes) for e in new.entries}
+    found = []
+    for name in sorted(before.keys() | after.keys()):
+        (was, old_hashes), (now, new_hashes) = before.get(name, ("(new)", [])), after.get(name, ("(removed)", []))
+        if was != now:
+            found.append(f"  {shown[name]}: {was} -> {now}")
+        elif not set(old_hashes) <= set(new_hashes):  # a file replaced, not one more file for another platform
+            gone = sorted(set(old_hashes) - set(new_hashes))[0].removeprefix("sha256:")
+            came = sorted(set(new_hashes) - set(old_hashes) or new_hashes)[0].removeprefix("sha256:")
+            where = f" (from {sources[name]})" if name in sources else ""
+            found.append(f"  {shown[name]} {now}: file changed, sha256 {gone[:12]}… -> {came[:12]}…{where}")
+    return found
 
 
 def model_lines(text: str) -> str:

@@ -289,11 +289,12 @@ def _lock(settings: Settings, upgrade: bool) -> None:
     write_manifest(settings, found, new)  # before the lock: a failure here leaves the old lock as it was
     write_if_changed(paths.lock, text)
     mark_fresh(paths.lock, lock_sources)
-    moved = lockfile.changes(previous, new)
+    sources = {m.wheel.name: mask(m.url) if m.url else f"build/{m.wheel.path.name}" for m in found}
+    moved = lockfile.changes(previous, new, sources)
     if previous is None:
         print(f"lock: wrote {paths.lock.name}: {len(new.entries)} packages, each pinned with its hashes", flush=True)
     else:
-        print(f"lock: {paths.lock.name}: " + ("\n" + "\n".join(moved) if moved else "no version changed"), flush=True)
+        print(f"lock: {paths.lock.name}: " + ("\n" + "\n".join(moved) if moved else "no package changed"), flush=True)
 
 
 def lock_scope(settings: Settings) -> str:
@@ -408,5 +409,7 @@ def check_secrets(settings: Settings) -> None:
 
 
 def check_env(settings: Settings) -> None:
-    count = len(settings.env_values)
-    print(f"check-env: .env sets {count} variables, each read by make as written" if count else "check-env: no .env")
+    """Run by make whenever .env changed (settings.env_values checks every line first); says so once without one."""
+    if not settings.paths.env_file.is_file():
+        print("make: this project has no .env, so it runs with the Makefile's settings alone; to give credentials "
+              "or settings, cp .env.example .env && chmod 600 .env and edit it", flush=True)  # fmt: skip
