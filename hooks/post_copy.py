@@ -50,7 +50,7 @@ Next steps:
   make                # list the targets
   make install        # download the models once into build/, lock with hashes, create .venv
   make test           # run the tests
-  .venv/bin/python -m {package} "Apple is looking at buying U.K. startup for $1 billion"
+  .venv/bin/python -m {package} 'Apple is looking at buying U.K. startup for $1 billion'
   make docker         # build an image with the models baked in
 
 Private package credentials (Prodigy, a company index) go in .env, which git ignores.

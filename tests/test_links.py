@@ -48,7 +48,8 @@ def test_links_reads_every_page_with_digests_and_etags(project: Path, releases: 
         "3",
     ]
     assert "per_page=100" in requests[0].path
-    assert "253 model wheels from 3 API pages" in result.stdout
+    assert "253 model files from 3 API pages (3 read, 0 not modified since last time)" in result.stdout
+    assert "spacy_model_links.html: written" in result.stdout
     text = page.read_text()
     sm = wheels["sm-3.8.0"]
     sm_url = f"{releases.download_base}/en_core_web_sm-3.8.0/{sm.name}"
@@ -63,7 +64,8 @@ def test_links_reads_every_page_with_digests_and_etags(project: Path, releases: 
     again = api_requests(releases, mark)
     assert len(again) == 3 and all(r.headers.get("If-None-Match") for r in again)
     assert all(r.status == 304 for r in again)
-    assert "(3 unchanged since the last run)" in result.stdout and "(unchanged)" in result.stdout
+    assert "(0 read, 3 not modified since last time)" in result.stdout
+    assert "spacy_model_links.html: the same as before, left as it was" in result.stdout
     assert page.stat().st_mtime_ns == mtime
 
 

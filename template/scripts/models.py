@@ -47,6 +47,7 @@ VERBS: dict[str, tuple[str, str, str]] = {
         "publish",
         "upload the project's model wheels from build/ to the team index (TWINE_* in .env)",
     ),
+    "prune": ("steps", "prune", "remove from build/ the model wheels requirements.txt no longer names"),
     "bundle": ("bundle", "bundle", "write an offline install kit for PLATFORM and IMAGE_PYTHON into build/bundle/"),
     "cache-info": ("cache", "cache_info", "show the machine-wide model cache: entries, sizes, last use"),
     "cache-prune": (

@@ -122,6 +122,7 @@ def resolve_range(
         reason = misfit(wheel)
         if reason is None:
             return wheel
+        wheel.path.unlink()  # refused: not left in build/ under its name (the machine's cache keeps it)
         print(f"models: skipped {wheel.pin}: {reason}", flush=True)
         refused.append(f"{wheel.pin} ({reason})")
     raise UserError(

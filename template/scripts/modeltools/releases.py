@@ -238,9 +238,9 @@ def write_links(settings: Settings, model_names: Iterable[str]) -> list[ModelLin
         client = ReleasesClient(settings.api_session, settings.models_api, output.with_suffix(".json"), token)
         links = client.links()
         pages = client.fresh_pages + client.unchanged_pages
-        source = f"{pages} API pages ({client.unchanged_pages} unchanged since the last run)"
-    state = "updated" if write_if_changed(output, render_page(links)) else "unchanged"
-    print(f"links: {len(links)} model wheels from {source} -> {output} ({state})", flush=True)
+        source = f"{pages} API pages ({client.fresh_pages} read, {client.unchanged_pages} not modified since last time)"
+    state = "written" if write_if_changed(output, render_page(links)) else "the same as before, left as it was"
+    print(f"links: {len(links)} model files from {source} -> {output}: {state}", flush=True)
     return links
 
 

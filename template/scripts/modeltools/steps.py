@@ -22,6 +22,7 @@ from modeltools.inputs import (
     check_no_model_by_name,
     check_unique,
     project_spacy,
+    read_pins,
     read_range_sources,
     read_wheel_sources,
     render_pins,
@@ -171,9 +172,14 @@ def collect_models(settings: Settings, upgrade: bool = False, check_fit: bool = 
                 models.append(Model(wheel, link.url if link else None, source.where))
     models += [Model(wheel, None, f"pipelines/ ({wheel.path.name})") for wheel in packaged]
     for model in models:
-        if check_fit:
-            spacy.check(model.wheel, model.where)
-        check_fits_python(model.wheel, model.where)
+        try:
+            if check_fit:
+                spacy.check(model.wheel, model.where)
+            check_fits_python(model.wheel, model.where)
+        except UserError:
+            if model.url:  # a refused download leaves build/ (the machine's cache keeps it, until make cache-prune)
+                model.wheel.path.unlink(missing_ok=True)
+            raise
     # a wheel someone put in build/ is a model too, listed or not: its name must not reach a resolver
     in_build = [name for name, _ in wheels_in_build(paths.build)]
     check_no_model_by_name(paths.requirements, paths.pins, [m.wheel.name for m in models] + in_build)
@@ -196,6 +202,26 @@ def models(settings: Settings) -> None:
         mark_fresh(paths.pins, [paths.urls, paths.ranges, paths.pipelines, paths.build / "pipelines" / ".packaged"])
     size = sum(m.wheel.path.stat().st_size for m in found) / 1e6
     print(f"models: {len(found)} model wheels in build/ ({size:.1f} MB), each checked", flush=True)
+
+
+def prune(settings: Settings) -> None:
+    """build/ keeps the model wheels requirements.txt and requirements-model.in name; the others go (refused,
+    superseded). The machine's cache keeps them until make cache-prune's age rule."""
+    paths = settings.paths
+    with project_lock(paths.build):
+        lock = lockfile.read(paths.lock)
+        locked = locked_hashes(lock)
+        pins = read_pins(paths.pins)
+        removed = 0
+        for (name, version), path in wheels_in_build(paths.build).items():
+            by_lock = locked.get(name) == (str(version), settings.hashes.sha256(path))
+            if by_lock or (name not in locked and pins.get(name) == str(version)):
+                continue
+            removed += path.stat().st_size
+            path.unlink()
+            print(f"prune: removed build/{path.name} (requirements.txt does not name it)", flush=True)
+        settings.hashes.save()
+    print(f"prune: {removed / 1e6:.1f} MB freed in build/; make cache-prune trims the machine's cache", flush=True)
 
 
 def links(settings: Settings) -> None:
