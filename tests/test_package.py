@@ -21,6 +21,7 @@ from tests.support.project import MakeResult, copy_project, make, venv_python
 from tests.support.wheels import TinyModel, build_tiny
 
 WHEEL = "en_acme_ner-1.0.0-py3-none-any.whl"
+SM_WHEEL = "en_core_web_sm-3.8.0-py3-none-any.whl"
 LABEL = "ORG_OWN"
 
 
@@ -170,3 +171,20 @@ def test_a_meta_json_without_a_version_is_named(rendered: Path, tmp_path: Path) 
     assert "pipelines/draft/meta.json has no version" in result.stderr
     assert not (project / "build" / "pipelines" / ".packaged").exists()
     assert not list((project / "build").glob("*.whl"))
+
+
+def test_a_bump_relocked_with_pip_tools_shows_no_resolver_chatter_and_prune_drops_the_old_wheel(
+    packaged: Packaged, tmp_path: Path
+) -> None:
+    project = copy_project(packaged.path, tmp_path / "proj")
+    meta = json.loads((project / "pipelines" / "acme" / "meta.json").read_text())
+    save_pipeline(project / "pipelines" / "acme", "1.0.1", ["Acme", "Hooli"])
+    (project / "pipelines" / "acme" / "meta.json").write_text(json.dumps({**meta, "version": "1.0.1"}))
+    result = make(project, "lock", "INSTALLER=pip-tools", env={"NLP_MODELS_CACHE": str(tmp_path / "cache")})
+    assert "en_acme_ner: 1.0.0 -> 1.0.1" in result.stdout
+    assert "ERROR" not in result.output and "Discarding" not in result.output, "backtracking is not an error"
+    old, new = project / "build" / WHEEL, project / "build" / "en_acme_ner-1.0.1-py3-none-any.whl"
+    assert old.exists() and new.exists()
+    pruned = make(project, "prune", env=FAST)
+    assert f"prune: removed build/{WHEEL} (requirements.txt does not name it)" in pruned.stdout
+    assert not old.exists() and new.exists() and (project / "build" / SM_WHEEL).exists()

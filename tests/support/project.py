@@ -11,6 +11,8 @@ from pathlib import Path
 from copier import run_copy
 
 REPO = Path(__file__).resolve().parents[2]
+# Everything the generated Makefile printed in this run: the README's quoted messages are checked against it.
+OUTPUTS: list[str] = []
 
 
 def render(dst: Path, **answers: object) -> Path:
@@ -51,6 +53,7 @@ def make(project: Path, *args: str, env: dict[str, str] | None = None, check: bo
     command = make_argv(project, *args)
     completed = subprocess.run(command, capture_output=True, text=True, env=make_env(env))
     result = MakeResult(" ".join(command), completed.returncode, completed.stdout, completed.stderr)
+    OUTPUTS.append(result.output)
     if check and result.returncode:
         raise MakeError(str(result))
     print(result)  # pytest shows it when a test fails

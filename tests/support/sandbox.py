@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.project import OUTPUTS
+
 _CANDIDATES = (
     ["unshare", "--mount", "--propagation", "private"],
     ["unshare", "--user", "--map-root-user", "--mount", "--propagation", "private"],
@@ -55,7 +57,9 @@ def run_with_mounts(
             pytest.fail("CI=true, but mount namespaces are not allowed here (unshare --mount failed)")
         pytest.skip("mount namespaces are not allowed here (unshare --mount failed); with CI=true this fails")
     script = " && ".join([*mounts, 'exec "$@"'])
-    return subprocess.run(
+    result = subprocess.run(
         [*unshare, "sh", "-c", script, "sh", *argv],
         capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout,
     )  # fmt: skip
+    OUTPUTS.append(result.stdout + result.stderr)
+    return result
