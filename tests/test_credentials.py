@@ -184,7 +184,7 @@ def test_check_secrets_finds_a_key_in_a_tracked_file(prodigy_project: Path, priv
 @pytest.mark.parametrize(
     ("line", "problem"),
     [
-        ("PRODIGY_KEY=abc#def-secret-part", "holds a '#', where make starts a comment"),
+        ("PRODIGY_KEY=abc#def-secret-part", "holds a '#' make reads as a comment"),
         ('PRODIGY_KEY="quoted-secret-value"', "is quoted, and make keeps the quotes"),
         ("PRODIGY_KEY=trailing-secret-value  ", "ends with spaces or tabs"),
         ("PRODIGY_KEY=dollar$secret-value", "holds a '$' make would expand"),

@@ -193,7 +193,7 @@ def test_check_models_reports_each_fitting_model(project: Path) -> None:
     [
         (b'{"message": "Not Found"}', "with a JSON dict, not a list of releases: 'Not Found'"),
         (b"<html>rate limited</html>", "with something that is not JSON"),
-        (b'[{"assets": [{"name": null, "browser_download_url": null}]}]', "links: 0 model wheels"),
+        (b'[{"assets": [{"name": null, "browser_download_url": null}]}]', "links: 0 model files"),
     ],
     ids=["object", "html", "null-name"],
 )

@@ -180,6 +180,7 @@ def test_a_bump_relocked_with_pip_tools_shows_no_resolver_chatter_and_prune_drop
     meta = json.loads((project / "pipelines" / "acme" / "meta.json").read_text())
     save_pipeline(project / "pipelines" / "acme", "1.0.1", ["Acme", "Hooli"])
     (project / "pipelines" / "acme" / "meta.json").write_text(json.dumps({**meta, "version": "1.0.1"}))
+    make(project, "package")
     result = make(project, "lock", "INSTALLER=pip-tools", env={"NLP_MODELS_CACHE": str(tmp_path / "cache")})
     assert "en_acme_ner: 1.0.0 -> 1.0.1" in result.stdout
     assert "ERROR" not in result.output and "Discarding" not in result.output, "backtracking is not an error"

@@ -15,7 +15,9 @@ from pathlib import Path
 
 from modeltools.errors import UserError, run_tool
 from modeltools.files import HashCache, describe_os_error, link_or_copy, write_atomic
+from modeltools.inputs import requirement_lines
 from modeltools.lockfile import Lock, LockEntry
+from modeltools.resolve import resolver_failure
 from modeltools.settings import Settings
 
 STAMP = ".complete"
@@ -85,9 +87,12 @@ def pip_download(settings: Settings, entries: Sequence[LockEntry], dest: Path, p
     command = [settings.tool("python"), "-m", "pip", "download", "--quiet", "--no-deps",
                "--require-hashes", "--disable-pip-version-check", "--dest", str(dest),
                *(platform.options() if platform else []), "--requirement", str(listing)]  # fmt: skip
-    fix = "A package without a wheel for that platform needs another version (make upgrade) or another image"
+    fix = ("give the line a marker in requirements.in for the platforms it serves (; sys_platform == \"win32\", say) "
+           "or pin a version with a wheel for this one, then make lock")  # fmt: skip
+    lines = requirement_lines(settings.paths.requirements, settings.paths.pins)
     try:
-        run_tool(command, what="pip download", redact=settings.redact, fix=fix if platform else "See pip's message")
+        run_tool(command, what=f"pip download{where}", redact=settings.redact, fix=fix, quiet=True,
+                 explain=lambda output: resolver_failure(output, lines))  # fmt: skip
     finally:
         listing.unlink(missing_ok=True)
 
