@@ -70,8 +70,8 @@ def test_cache_info_shows_and_cache_prune_trims_all_but_this_projects_models(
     assert f"cache-info: {cache}: 2 model wheels" in info and "(1 pinned by this project's requirements.txt)" in info
     sm_line = next(line for line in info.splitlines() if "en_core_web_sm 3.8.0" in line)
     md_line = next(line for line in info.splitlines() if "en_core_web_md 3.8.0" in line)
-    assert "12.8 MB" in sm_line and "pinned here" in sm_line and f"sha256:{sm_hash[:12]}" in sm_line
-    assert " KB" in md_line and "pinned here" not in md_line and "(today)" in md_line
+    assert "12.8MB" in sm_line and "pinned here" in sm_line and f"sha256:{sm_hash[:12]}" in sm_line
+    assert "kB" in md_line and "pinned here" not in md_line and "(today)" in md_line
 
     old = time.time() - 200 * DAY
     for digest in (sm_hash, md_hash):

@@ -583,7 +583,7 @@ def test_progress_without_a_terminal_is_one_line_per_file(
 ) -> None:
     store.fetch(session, mirror.add_download(wheels["big"]))
     (line,) = capsys.readouterr().err.splitlines()
-    assert line.startswith(f"Downloading {wheels['big'].name} (301.") and f" KB) from {mirror.url}/download/" in line
+    assert line.startswith(f"Downloading {wheels['big'].name} (301") and f"kB) from {mirror.url}/download/" in line
 
 
 def test_progress_on_a_terminal_is_a_bar_redrawn(store: ModelStore, mirror: Mirror, url: str) -> None:

@@ -49,12 +49,8 @@ def default_cache_dir(environ: Mapping[str, str]) -> Path:
 
 
 def human_size(size: float) -> str:
-    """1234567 -> '1.2 MB' (powers of 1000, as download sizes are usually shown)."""
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    raise AssertionError("unreachable")
+    """1234567 -> '1.2MB' (powers of 1000, as download sizes are shown): tqdm's own format."""
+    return tqdm.format_sizeof(size, "B", 1000)
 
 
 def url_key(url: str) -> str:
