@@ -40,6 +40,7 @@ SECRET_ID = "pip_env"  # noqa: S105 - the name of the build secret, not a value
 ARCHITECTURES = {"amd64": "x86_64", "arm64": "aarch64"}
 MACHINE_ALIASES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 MODEL_EPOCH = 315532800  # 1980-01-01, the oldest time a zip can hold: every model layer's file times
+HISTORY_NOISE = r"^(\|\d+ (\S+=\S* )*)?(/bin/sh -c )?(#\(nop\) )?|\b(dir|file|multi):[0-9a-f]+ "  # in `history`
 MODEL_LAYER = "ARG FROM\nFROM ${{FROM}}\nCOPY . /opt/spacy-models/{directory}/\n"
 
 
@@ -309,5 +310,5 @@ def show_layers(settings: Settings, engine: str, image: str) -> None:
     for line in history.splitlines():
         size, _, created_by = line.partition("\t")
         if size.strip() not in ("0B", "0 B", ""):
-            step = re.sub(r"^(\|\d+ (\S+=\S* )*)?(/bin/sh -c )?(#\(nop\) )?|\b(dir|file|multi):[0-9a-f]+ ", "", created_by)
+            step = re.sub(HISTORY_NOISE, "", created_by)
             print(f"  {size.strip():>10}  {' '.join(step.split())[:100]}")
