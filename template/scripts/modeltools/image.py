@@ -6,11 +6,10 @@ they differ from this machine's, the lock is resolved again for the image
 constraints) and its wheels are downloaded for it into build/image/<target>/.
 Credentials reach a build only as a build secret, never as a build argument.
 
-Each model goes into a layer of its own, below everything else: its wheel is
-unpacked with fixed modes and times, and added by a build of its own from the
-image below it with a fixed timestamp (MODEL_EPOCH), so the layer's bytes depend
-on the wheel alone. The app is built on top with SOURCE_DATE_EPOCH as podman's
---timestamp (or BuildKit's SOURCE_DATE_EPOCH): the same inputs, the same image ID.
+Each model is a layer of its own, below everything else, made by a build of its
+own with a fixed time (MODEL_EPOCH): its bytes depend on its wheel alone. The app
+is built on top with SOURCE_DATE_EPOCH as podman's --timestamp (BuildKit's
+SOURCE_DATE_EPOCH for docker): the same inputs, the same image ID.
 """
 
 from __future__ import annotations
@@ -216,14 +215,9 @@ def build(settings: Settings, target: ImageTarget, requirements: Path, wheelhous
 
 def source_date_epoch(settings: Settings) -> int:
     """SOURCE_DATE_EPOCH, else the commit time of requirements.txt, else MODEL_EPOCH (no git, or not committed)."""
-    value = settings.get("SOURCE_DATE_EPOCH")
-    if not value:
-        try:
-            git = subprocess.run(["git", "log", "-1", "--format=%ct", "--", settings.paths.lock.name],
-                                 cwd=settings.paths.root, capture_output=True, text=True)  # fmt: skip
-            value = git.stdout.strip() if git.returncode == 0 else ""
-        except OSError:
-            value = ""
+    git = ["git", "-C", str(settings.paths.root), "log", "-1", "--format=%ct", "--", settings.paths.lock.name]
+    committed = subprocess.run(git, capture_output=True, text=True).stdout.strip() if shutil.which("git") else ""
+    value = settings.get("SOURCE_DATE_EPOCH") or committed
     if value and not value.isdigit():
         raise UserError(f"SOURCE_DATE_EPOCH={value} is not a number of seconds since 1970: set it like 1700000000")
     return int(value or MODEL_EPOCH)
@@ -273,8 +267,9 @@ def unpack(wheel: Path, directory: Path) -> Path:
     shutil.rmtree(partial, ignore_errors=True)
     with zipfile.ZipFile(wheel) as archive:
         if any(".data/" in name for name in archive.namelist()):
-            raise UserError(f"{wheel.name} has a .data directory, which a model layer cannot hold: package it as "
-                            "a plain model wheel (spacy package)")  # fmt: skip
+            raise UserError(
+                f"{wheel.name} has a .data directory: package the model with spacy package, then make models"
+            )
         archive.extractall(partial)
     for path in [partial, *partial.rglob("*")]:
         os.chmod(path, 0o755 if path.is_dir() else 0o644)
@@ -284,22 +279,18 @@ def unpack(wheel: Path, directory: Path) -> Path:
 
 
 def uv_wheel(settings: Settings, target: ImageTarget) -> Path | None:
-    """uv's wheel for the image's platform, locked in scripts/tools.txt (by hash), for the builder; None: pip."""
+    """uv's wheel for the image's platform, by its hash in scripts/tools.txt; None: the builder uses pip."""
     choice = settings.get("IMAGE_INSTALLER", "uv")
     if choice not in ("uv", "pip"):
         raise UserError(f"IMAGE_INSTALLER={choice} is neither uv nor pip: set it to uv (the default) or pip")
     (entry,) = [e for e in lockfile.parse((settings.paths.root / "scripts" / "tools.txt").read_text()).entries
                 if e.name == "uv"]  # fmt: skip
     directory = settings.paths.build / "image" / "tools" / target.platform.replace("/", "-")
-    found = wheelhouse.Wheelhouse(directory, settings.hashes).find(entry) if directory.is_dir() else None
-    if choice == "pip" or found or settings.offline:
-        if choice == "uv" and not found:
-            print("docker: OFFLINE=1 and no uv wheel for the image in build/image/tools/: the builder uses pip")
-        return found if choice == "uv" else None
     directory.mkdir(parents=True, exist_ok=True)
-    platform = None if is_host(target, settings.python_version) else target.download_platform()
-    wheelhouse.pip_download(settings, [entry], directory, platform)
-    return wheelhouse.Wheelhouse(directory, settings.hashes).find(entry)
+    if choice == "uv" and not wheelhouse.Wheelhouse(directory, settings.hashes).find(entry) and not settings.offline:
+        platform = None if is_host(target, settings.python_version) else target.download_platform()
+        wheelhouse.pip_download(settings, [entry], directory, platform)
+    return wheelhouse.Wheelhouse(directory, settings.hashes).find(entry) if choice == "uv" else None
 
 
 def show_layers(settings: Settings, engine: str, image: str) -> None:

@@ -1,9 +1,7 @@
-"""make push: IMAGE to its registry with the engine's own login and push; layers the registry holds are not sent.
+"""make push: IMAGE to its registry with the engine's login and push (which sends only the layers it lacks).
 
-REGISTRY_USERNAME and REGISTRY_PASSWORD (.env) go to `login --password-stdin`,
-never on a command line, into a login file of this push alone (podman
---authfile, docker's DOCKER_CONFIG), removed afterwards; without them the
-engine's own login is used. A failure is one line: the registry, and the fix.
+REGISTRY_PASSWORD goes to `login --password-stdin` into a login file of this push alone
+(podman --authfile, docker's DOCKER_CONFIG); a failure is one line: the registry, the fix.
 """
 
 from __future__ import annotations
@@ -38,8 +36,7 @@ def push(settings: Settings) -> None:
         fix = f"check {registry} in IMAGE and REGISTRY_USERNAME, REGISTRY_PASSWORD in .env, then run make push"
         output = run([engine, "push", *options, name], env, redact, None, f"{engine} push of {name} failed", fix)
     print(output, end="")
-    kept = output.count("skipped: already exists")
-    print(f"push: {name} is in {registry}; {kept} of its layers were there already and were not sent again")
+    print(f"push: {name} is in {registry} (the engine sends only the layers the registry does not hold yet)")
 
 
 def registry_of(name: str) -> str:

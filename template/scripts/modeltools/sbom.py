@@ -1,10 +1,7 @@
-"""make sbom: build/sbom.cdx.json, a CycloneDX SBOM of the lock (cyclonedx-bom), which the image carries.
+"""make sbom: build/sbom.cdx.json, a CycloneDX SBOM of the lock by cyclonedx-py ($(TOOLS)/envs/cyclonedx).
 
-cyclonedx-py runs from $(TOOLS)/envs/cyclonedx (scripts/sbom.txt, hash-locked)
-on the lock: every package with its version and the sha256 of each locked file,
-no serial number and no time (--output-reproducible: the same lock, the same
-bytes). A model never comes from a package index, so its entry gets the URL its
-wheel came from (no user-info, query or fragment) and its hash, not an index's.
+Every package with its version and each locked file's sha256; no serial number or time (the same lock, the
+same bytes). A model never comes from an index: its entry names the URL its wheel came from, credentials cut.
 """
 
 from __future__ import annotations
@@ -45,8 +42,8 @@ def write(settings: Settings, requirements: Path, models: list[steps.Model]) -> 
     python = envs.job_env(settings, "cyclonedx", tool, job="make sbom", locked=True)
     draft = dest.with_name(f".{dest.name}.draft")
     run_tool([str(python), "-m", "cyclonedx_py", "requirements", "--output-reproducible", "--output-file", str(draft),
-              str(requirements)], what="cyclonedx-py", quiet=True, redact=settings.redact,
-             fix="Read cyclonedx-py's message above")  # fmt: skip
+              str(requirements)], what="cyclonedx-py", quiet=True, redact=settings.redact, fix="See its message above",
+             env={k: v for k, v in settings.environ.items() if k != "SOURCE_DATE_EPOCH"})  # fmt: skip
     bom = json.loads(draft.read_text())
     draft.unlink()
     for component in bom.get("components", []):
