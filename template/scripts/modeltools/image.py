@@ -187,7 +187,9 @@ def build(settings: Settings, target: ImageTarget, requirements: Path, wheelhous
     if is_up_to_date(settings, engine, inputs):
         print(f"docker: {image} is up to date: nothing it is built from changed (DOCKER_BUILD_ARGS=--no-cache builds)")
         return
-    models = models_image(settings, engine, target, base, model_wheels(settings, requirements, wheelhouse_dir))
+    house, locked = wheelhouse.Wheelhouse(wheelhouse_dir, settings.hashes), lockfile.parse(requirements.read_text())
+    wheels = sorted(filter(None, (house.find(e) for e in locked.entries if wheelhouse.is_model(e))))
+    models = models_image(settings, engine, target, base, wheels)
     secrets = {name: settings.get(name) for name in SOURCE_VARIABLES if settings.get(name)}
     uv_args = [f"UV_WHEEL={uv.relative_to(root)}", f"UV_SHA256={settings.hashes.sha256(uv)}"] if uv else []
     with tempfile.TemporaryDirectory(prefix="image-secret-") as private:
@@ -229,13 +231,6 @@ def reproducible(engine: str, epoch: int) -> list[str]:
     return flags + (["--timestamp", str(epoch), "--identity-label=false"] if "podman" in Path(engine).name else [])
 
 
-def model_wheels(settings: Settings, requirements: Path, wheelhouse_dir: Path) -> list[Path]:
-    """The model wheels of the image's lock, from its wheelhouse (found by the locked hash), by name."""
-    house = wheelhouse.Wheelhouse(wheelhouse_dir, settings.hashes)
-    entries = [entry for entry in lockfile.parse(requirements.read_text()).entries if wheelhouse.is_model(entry)]
-    return sorted((found for entry in entries if (found := house.find(entry))), key=lambda path: path.name)
-
-
 def models_image(settings: Settings, engine: str, target: ImageTarget, base: str, wheels: list[Path]) -> str:
     """The base image plus one layer a model, each made by a build of its own with MODEL_EPOCH as its time."""
     root = settings.paths.build / "image" / "models"
@@ -251,7 +246,7 @@ def models_image(settings: Settings, engine: str, target: ImageTarget, base: str
         dockerfile = root / f"{name}.Dockerfile"  # beside its context, not in it
         write_if_changed(dockerfile, MODEL_LAYER.format(directory="-".join(wheel.name.split("-")[:2])))
         command = [engine, "build", "--quiet", "--network=none", "--platform", target.platform,
-                   *reproducible(engine, MODEL_EPOCH)[2:], "--build-arg", f"FROM={parent}", "--file", str(dockerfile),
+                   *reproducible(engine, MODEL_EPOCH), "--build-arg", f"FROM={parent}", "--file", str(dockerfile),
                    "--tag", tag, *no_cache, str(unpack(wheel, root / name))]  # fmt: skip
         run_tool(command, what=f"{engine} build of {wheel.name}'s layer", redact=settings.redact, quiet=True,
                  fix="Read the engine's message above")  # fmt: skip
@@ -295,11 +290,15 @@ def uv_wheel(settings: Settings, target: ImageTarget) -> Path | None:
 
 def show_layers(settings: Settings, engine: str, image: str) -> None:
     """The image's layers with their sizes, newest first (the model layers at the bottom, above the base's)."""
-    history = run_tool([engine, "history", "--no-trunc", "--format", "{{.Size}}\t{{.CreatedBy}}", image], quiet=True,
-                       what=f"{engine} history", redact=settings.redact, fix="Run make docker again")  # fmt: skip
+    found = run_tool([engine, "history", "--no-trunc", "--format", "json", image], quiet=True,
+                     what=f"{engine} history", redact=settings.redact, fix="Run make docker again")  # fmt: skip
+    try:  # podman: one JSON list, sizes in bytes; docker: a JSON object a line, sizes as text
+        steps = json.loads(found) if found.lstrip().startswith("[") else [json.loads(x) for x in found.splitlines()]
+    except ValueError:
+        return
     print(f"docker: the layers of {image}, newest first:")
-    for line in history.splitlines():
-        size, _, created_by = line.partition("\t")
-        if size.strip() not in ("0B", "0 B", ""):
-            step = re.sub(HISTORY_NOISE, "", created_by)
-            print(f"  {size.strip():>10}  {' '.join(step.split())[:100]}")
+    for step in steps:
+        size = step.get("size", step.get("Size")) or 0
+        if size not in (0, "0B"):
+            text = (f"{size / 1e6:.1f} MB" if size > 1e5 else f"{size / 1e3:.1f} kB") if isinstance(size, int) else size
+            print(f"  {text:>10}  {' '.join(re.sub(HISTORY_NOISE, '', step.get('CreatedBy', '')).split())[:100]}")

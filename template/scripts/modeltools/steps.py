@@ -294,9 +294,8 @@ def docker_verify(settings: Settings) -> None:
     docker(again)
     first, second = image.image_id(engine, name), image.image_id(engine, again.get("IMAGE"))
     if first != second:
-        layers = f"{engine} image inspect --format '{{{{.RootFS.Layers}}}}'"
-        raise UserError(f"a --no-cache rebuild of {name}, {again.get('IMAGE')}, has another image ID: compare their "
-                        f"layers ({layers}) to find the step that varies")  # fmt: skip
+        raise UserError(f"a --no-cache rebuild of {name}, {again.get('IMAGE')}, has another image ID: compare the "
+                        f"RootFS.Layers of both ({engine} image inspect) to find the step that varies")  # fmt: skip
     subprocess.run([engine, "rmi", again.get("IMAGE")], capture_output=True)
     print(f"docker-verify: a --no-cache rebuild of {name} gave the same image ID, {first}")
 
