@@ -46,7 +46,7 @@ lint: $(VENV)/.installed
 lock: $(VENV)/.installed
 	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --strip-extras --generate-hashes \
 	  --allow-unsafe --no-emit-index-url --no-emit-find-links --output-file requirements-dev.txt requirements-dev.in
-	for tools in template/scripts/tools template/scripts/publish; do \
+	for tools in template/scripts/tools template/scripts/publish template/scripts/sbom; do \
 	  UV_CUSTOM_COMPILE_COMMAND="make lock (in the nlp-template repository)" $(VENV)/bin/uv pip compile --quiet \
 	    --universal --python-version 3.10 --generate-hashes --output-file $$tools.txt $$tools.in; \
 	done

@@ -240,20 +240,47 @@ def image_benchmarks(bench: Bench, project: Path) -> None:
 
     nothing = lambda: None  # noqa: E731
     build = lambda *extra: lambda: bench.run(make_argv(project, "docker", *settings, *extra), project)  # noqa: E731
-    bench.side_by_side("image build", {
-        "cold (--no-cache)": (nothing, build("DOCKER_BUILD_ARGS=--no-cache")),
-        "no change": (nothing, build()),
-        "after a src/ change": (touch_src, build()),
+    bench.side_by_side("cold image build (--no-cache)", {
+        "uv builder (IMAGE_INSTALLER=uv)": (nothing, build("DOCKER_BUILD_ARGS=--no-cache", "IMAGE_INSTALLER=uv")),
+        "pip builder (IMAGE_INSTALLER=pip)": (nothing, build("DOCKER_BUILD_ARGS=--no-cache", "IMAGE_INSTALLER=pip")),
     })  # fmt: skip
+    build()()  # the default builder's image: what "no change" compares with
+    bench.side_by_side("image build", {"no change": (nothing, build()), "after a src/ change": (touch_src, build())})
     main.write_text(original)
+    build()()
     size = _image_size(engine, image)
     base = _image_size(engine, settings[0].split("=", 1)[1])
     models = sum(p.stat().st_size for p in (project / "build").glob("*.whl"))
     bench.notes.append(
-        f"image size {size / 1e6:.0f} MB = base image {base / 1e6:.0f} MB + venv and src {(size - base) / 1e6:.0f} MB "
-        f"(of which model wheels {models / 1e6:.0f} MB, installed unpacked)"
+        f"image size {size / 1e6:.0f} MB = base image {base / 1e6:.0f} MB + models, venv and src "
+        f"{(size - base) / 1e6:.0f} MB (of which model wheels {models / 1e6:.0f} MB, installed unpacked)"
+    )
+    before = _layers(engine, image)
+    for layer, (created_by, size) in before.items():
+        if "/opt/spacy-models/" in created_by:
+            bench.notes.append(f"model layer {created_by.split('/opt/spacy-models/')[1].strip(' /')}: "
+                               f"{size / 1e6:.1f} MB ({layer[7:19]})")  # fmt: skip
+    requirements = project / "requirements.in"
+    requirements.write_text(requirements.read_text() + "six\n")  # a dependency bump: one more small package
+    bench.run(make_argv(project, "docker", *settings, "INSTALLER=uv"), project)
+    after = _layers(engine, image)
+    new = {layer: entry for layer, entry in after.items() if layer not in before}
+    models_new = [layer for layer, (created_by, _) in new.items() if "/opt/spacy-models/" in created_by]
+    bench.notes.append(
+        f"a dependency bump (six added, relocked, rebuilt): {sum(size for _, size in new.values()) / 1e6:.1f} MB of "
+        f"new layers ({len(new)} of {len(after)}), model layers among them: {len(models_new)}"
     )
     remove_image(engine, image)
+
+
+def _layers(engine: str, image: str) -> dict[str, tuple[str, int]]:
+    """Each layer's digest -> (the step that made it, its size in bytes), oldest first."""
+    inspect = subprocess.run([engine, "image", "inspect", image], capture_output=True, text=True, check=True)
+    digests = json.loads(inspect.stdout)[0]["RootFS"]["Layers"]
+    history = subprocess.run([engine, "history", "--human=false", "--no-trunc", "--format", "json", image],
+                             capture_output=True, text=True, check=True)  # fmt: skip
+    steps = [(e.get("CreatedBy", ""), e["size"]) for e in reversed(json.loads(history.stdout)) if e["size"] > 0]
+    return dict(zip(digests, steps, strict=False))
 
 
 def _image_size(engine: str, image: str) -> int:

@@ -99,7 +99,7 @@ def test_make_docker_builds_offline_and_loads_each_model(built: Built, engine: s
     assert f"$ {engine} build --network=none --platform linux/amd64 --secret id=pip_env,src=<build secret>" in (
         built.result.stdout
     )
-    assert "image: installing requirements.txt from build/wheels, with no index" in built.result.output
+    assert "image: installing requirements.txt from build/wheels with uv, with no index" in built.result.output
     assert "loaded core_web_sm" in built.result.output
 
 

@@ -35,6 +35,9 @@ VERBS: dict[str, tuple[str, str, str]] = {
     "wheelhouse": ("steps", "wheelhouse_step", "put every wheel of requirements.txt into build/wheels, hash-checked"),
     "install-failed": ("venv", "install_failed", "after a refused install: name the wheelhouse file to blame"),
     "docker": ("steps", "docker", "build the image for PLATFORM from its own verified wheelhouse, offline"),
+    "docker-verify": ("steps", "docker_verify", "build IMAGE again with --no-cache: it must get the same image ID"),
+    "sbom": ("sbom", "sbom", "write build/sbom.cdx.json: a CycloneDX SBOM of requirements.txt, every file's sha256"),
+    "push": ("push", "push", "push IMAGE to its registry (REGISTRY_USERNAME, REGISTRY_PASSWORD in .env)"),
     "check-secrets": ("steps", "check_secrets", "fail if a value from .env is in a tracked file or in the lock"),
     "check-env": ("steps", "check_env", "check that make reads every line of .env as written"),
     "package": (

@@ -73,8 +73,12 @@ def image_exists(engine: str, image: str) -> bool:
 
 
 def remove_image(engine: str, image: str) -> None:
-    """Remove a test image and the build layers it leaves behind: each build holds the wheelhouse and a venv."""
+    """Remove a test image and the build layers it leaves behind: each build holds the wheelhouse and a venv,
+    and the model layers below it (localhost/spacy-models, kept while another image is built on them)."""
     subprocess.run([engine, "rmi", "--force", image], capture_output=True)
+    listed = [engine, "images", "--format", "{{.Repository}}:{{.Tag}}", "localhost/spacy-models"]
+    for found in subprocess.run(listed, capture_output=True, text=True).stdout.split():
+        subprocess.run([engine, "rmi", found], capture_output=True)
     subprocess.run([engine, "image", "prune", "--force"], capture_output=True)
 
 

@@ -5,12 +5,18 @@ they differ from this machine's, the lock is resolved again for the image
 (uv pip compile --python-platform, the committed lock's versions as
 constraints) and its wheels are downloaded for it into build/image/<target>/.
 Credentials reach a build only as a build secret, never as a build argument.
+
+Each model is a layer of its own, below everything else, made by a build of its
+own with a fixed time (MODEL_EPOCH): its bytes depend on its wheel alone. The app
+is built on top with SOURCE_DATE_EPOCH as podman's --timestamp (BuildKit's
+SOURCE_DATE_EPOCH for docker): the same inputs, the same image ID.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform as host
 import re
 import shlex
@@ -18,11 +24,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from modeltools import lockfile, wheelhouse
 from modeltools.errors import UserError, run_tool
-from modeltools.files import write_atomic
+from modeltools.files import write_atomic, write_if_changed
 from modeltools.resolve import Target
 from modeltools.settings import SOURCE_VARIABLES, Settings
 from modeltools.wheelhouse import Platform
@@ -30,6 +38,9 @@ from modeltools.wheelhouse import Platform
 SECRET_ID = "pip_env"  # noqa: S105 - the name of the build secret, not a value
 ARCHITECTURES = {"amd64": "x86_64", "arm64": "aarch64"}
 MACHINE_ALIASES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+MODEL_EPOCH = 315532800  # 1980-01-01, the oldest time a zip can hold: every model layer's file times
+HISTORY_NOISE = r"^(\|\d+ (\S+=\S* )*)?(/bin/sh -c )?(#\(nop\) )?|\b(dir|file|multi):[0-9a-f]+ "  # in `history`
+MODEL_LAYER = "ARG FROM\nFROM ${{FROM}}\nCOPY . /opt/spacy-models/{directory}/\n"
 
 
 @dataclass(frozen=True)
@@ -120,12 +131,12 @@ def detect_engine(requested: str) -> str:
     raise UserError("no container engine found: install podman or docker, or set CONTAINER_ENGINE")
 
 
-def build_inputs(settings: Settings, target: ImageTarget, requirements: Path, wheelhouse: Path) -> str:
+def build_inputs(settings: Settings, target: ImageTarget, requirements: Path, house: Path, extra: tuple) -> str:
     """A digest of all an image is built from: what the Dockerfile reads of the context, and the settings."""
     root = settings.paths.root
-    digest = hashlib.sha256(repr((target, settings.get("IMAGE"), settings.get("BASE_IMAGE"))).encode())
+    digest = hashlib.sha256(repr((target, settings.get("IMAGE"), settings.get("BASE_IMAGE"), extra)).encode())
     sources = [p for p in sorted((root / "src").rglob("*")) if p.is_file() and "__pycache__" not in p.parts]
-    for path in [root / "Dockerfile", root / ".dockerignore", requirements, wheelhouse / ".complete", *sources]:
+    for path in [root / "Dockerfile", root / ".dockerignore", requirements, house / ".complete", *sources]:
         digest.update(f"{path.relative_to(root)} {settings.hashes.sha256(path) if path.exists() else '-'}\n".encode())
     settings.hashes.save()
     return digest.hexdigest()
@@ -163,26 +174,34 @@ def remember_build(settings: Settings, engine: str, inputs: str) -> None:
     write_atomic(record, json.dumps(known, indent=1) + "\n")
 
 
-def build(settings: Settings, target: ImageTarget, requirements: Path, wheelhouse: Path) -> None:
+def build(settings: Settings, target: ImageTarget, requirements: Path, wheelhouse_dir: Path, sbom: Path) -> None:
     """The engine's build, offline, the pip sources of .env handed over as a build secret."""
     engine = detect_engine(settings.get("CONTAINER_ENGINE"))
     image, base = settings.get("IMAGE"), settings.get("BASE_IMAGE")
     if not image or not base:
         raise UserError("IMAGE and BASE_IMAGE must be set (the Makefile sets both): run make docker")
-    inputs = build_inputs(settings, target, requirements, wheelhouse)
+    root, epoch, uv = settings.paths.root, source_date_epoch(settings), uv_wheel(settings, target)
+    inputs = build_inputs(
+        settings, target, requirements, wheelhouse_dir, (epoch, uv and uv.name, settings.hashes.sha256(sbom))
+    )
     if is_up_to_date(settings, engine, inputs):
         print(f"docker: {image} is up to date: nothing it is built from changed (DOCKER_BUILD_ARGS=--no-cache builds)")
         return
+    house, locked = wheelhouse.Wheelhouse(wheelhouse_dir, settings.hashes), lockfile.parse(requirements.read_text())
+    wheels = sorted(filter(None, (house.find(e) for e in locked.entries if wheelhouse.is_model(e))))
+    models = models_image(settings, engine, target, base, wheels)
     secrets = {name: settings.get(name) for name in SOURCE_VARIABLES if settings.get(name)}
-    root = settings.paths.root
+    uv_args = [f"UV_WHEEL={uv.relative_to(root)}", f"UV_SHA256={settings.hashes.sha256(uv)}"] if uv else []
     with tempfile.TemporaryDirectory(prefix="image-secret-") as private:
         secret = Path(private) / SECRET_ID
         write_atomic(secret, "".join(f"{name}={value}\n" for name, value in secrets.items()), private=True)
         command = [engine, "build", "--network=none", "--platform", target.platform,
-                   "--secret", f"id={SECRET_ID},src={secret}",
-                   "--build-arg", f"BASE_IMAGE={base}",
-                   "--build-arg", f"REQUIREMENTS={requirements.relative_to(root)}",
-                   "--build-arg", f"WHEELHOUSE={wheelhouse.relative_to(root)}",
+                   "--secret", f"id={SECRET_ID},src={secret}", *reproducible(engine, epoch),
+                   *(item for arg in [f"BASE_IMAGE={base}", f"MODELS_IMAGE={models}",
+                                      f"REQUIREMENTS={requirements.relative_to(root)}",
+                                      f"WHEELHOUSE={wheelhouse_dir.relative_to(root)}",
+                                      f"SBOM={sbom.relative_to(root)}", *uv_args] for item in ("--build-arg", arg)),
+                   "--label", f"nlp-template.sbom.sha256={settings.hashes.sha256(sbom)}",
                    "--tag", image, *shlex.split(settings.get("DOCKER_BUILD_ARGS")), str(root)]  # fmt: skip
         print(settings.redact("$ " + shlex.join(command).replace(str(secret), "<build secret>")), flush=True)
         # .env's variables stay out of the engine's environment: a `--build-arg NAME` could not take one
@@ -190,6 +209,96 @@ def build(settings: Settings, target: ImageTarget, requirements: Path, wheelhous
         run_tool(command, what=f"{engine} build", redact=settings.redact, env=engine_env,
                  fix="Read the build's output above; the wheelhouse was complete and verified")  # fmt: skip
     remember_build(settings, engine, inputs)
+    show_layers(settings, engine, image)
     print(
         f"docker: built {image} for {target.platform}; try: {engine} run --rm --network=none {image} 'Acme hired Ada'"
     )
+
+
+def source_date_epoch(settings: Settings) -> int:
+    """SOURCE_DATE_EPOCH, else the commit time of requirements.txt, else MODEL_EPOCH (no git, or not committed)."""
+    git = ["git", "-C", str(settings.paths.root), "log", "-1", "--format=%ct", "--", settings.paths.lock.name]
+    committed = subprocess.run(git, capture_output=True, text=True).stdout.strip() if shutil.which("git") else ""
+    value = settings.get("SOURCE_DATE_EPOCH") or committed
+    if value and not value.isdigit():
+        raise UserError(f"SOURCE_DATE_EPOCH={value} is not a number of seconds since 1970: set it like 1700000000")
+    return int(value or MODEL_EPOCH)
+
+
+def reproducible(engine: str, epoch: int) -> list[str]:
+    """podman: every time in the image (file times too) is epoch; docker: BuildKit's SOURCE_DATE_EPOCH."""
+    flags = ["--build-arg", f"SOURCE_DATE_EPOCH={epoch}"]
+    return flags + (["--timestamp", str(epoch), "--identity-label=false"] if "podman" in Path(engine).name else [])
+
+
+def models_image(settings: Settings, engine: str, target: ImageTarget, base: str, wheels: list[Path]) -> str:
+    """The base image plus one layer a model, each made by a build of its own with MODEL_EPOCH as its time."""
+    root = settings.paths.build / "image" / "models"
+    key, parent = hashlib.sha256(f"{base} {target.platform}".encode()), base
+    directories = {settings.hashes.sha256(wheel)[:32]: wheel for wheel in wheels}
+    for stale in [p for p in root.iterdir() if p.name.split(".")[0] not in directories] if root.is_dir() else []:
+        shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+    no_cache = ["--no-cache"] if "--no-cache" in settings.get("DOCKER_BUILD_ARGS") else []
+    for name, wheel in directories.items():
+        key.update(name.encode())
+        tag = f"localhost/spacy-models:{key.hexdigest()[:20]}"
+        print(f"docker: {wheel.name}: a layer of its own under {tag}", flush=True)
+        dockerfile = root / f"{name}.Dockerfile"  # beside its context, not in it
+        write_if_changed(dockerfile, MODEL_LAYER.format(directory="-".join(wheel.name.split("-")[:2])))
+        command = [engine, "build", "--quiet", "--network=none", "--platform", target.platform,
+                   *reproducible(engine, MODEL_EPOCH), "--build-arg", f"FROM={parent}", "--file", str(dockerfile),
+                   "--tag", tag, *no_cache, str(unpack(wheel, root / name))]  # fmt: skip
+        run_tool(command, what=f"{engine} build of {wheel.name}'s layer", redact=settings.redact, quiet=True,
+                 fix="Read the engine's message above")  # fmt: skip
+        parent = tag
+    return parent
+
+
+def unpack(wheel: Path, directory: Path) -> Path:
+    """The wheel's files as an install places them (a model wheel is pure), with fixed modes and times."""
+    if directory.is_dir():
+        return directory
+    partial = directory.with_name(directory.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    with zipfile.ZipFile(wheel) as archive:
+        if any(".data/" in name for name in archive.namelist()):
+            raise UserError(
+                f"{wheel.name} has a .data directory: package the model with spacy package, then make models"
+            )
+        archive.extractall(partial)
+    for path in [partial, *partial.rglob("*")]:
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
+        os.utime(path, (MODEL_EPOCH, MODEL_EPOCH))
+    partial.rename(directory)
+    return directory
+
+
+def uv_wheel(settings: Settings, target: ImageTarget) -> Path | None:
+    """uv's wheel for the image's platform, by its hash in scripts/tools.txt; None: the builder uses pip."""
+    choice = settings.get("IMAGE_INSTALLER", "uv")
+    if choice not in ("uv", "pip"):
+        raise UserError(f"IMAGE_INSTALLER={choice} is neither uv nor pip: set it to uv (the default) or pip")
+    (entry,) = [e for e in lockfile.parse((settings.paths.root / "scripts" / "tools.txt").read_text()).entries
+                if e.name == "uv"]  # fmt: skip
+    directory = settings.paths.build / "image" / "tools" / target.platform.replace("/", "-")
+    directory.mkdir(parents=True, exist_ok=True)
+    if choice == "uv" and not wheelhouse.Wheelhouse(directory, settings.hashes).find(entry) and not settings.offline:
+        platform = None if is_host(target, settings.python_version) else target.download_platform()
+        wheelhouse.pip_download(settings, [entry], directory, platform)
+    return wheelhouse.Wheelhouse(directory, settings.hashes).find(entry) if choice == "uv" else None
+
+
+def show_layers(settings: Settings, engine: str, image: str) -> None:
+    """The image's layers with their sizes, newest first (the model layers at the bottom, above the base's)."""
+    found = run_tool([engine, "history", "--no-trunc", "--format", "json", image], quiet=True,
+                     what=f"{engine} history", redact=settings.redact, fix="Run make docker again")  # fmt: skip
+    try:  # podman: one JSON list, sizes in bytes; docker: a JSON object a line, sizes as text
+        steps = json.loads(found) if found.lstrip().startswith("[") else [json.loads(x) for x in found.splitlines()]
+    except ValueError:
+        return
+    print(f"docker: the layers of {image}, newest first:")
+    for step in steps:
+        size = step.get("size", step.get("Size")) or 0
+        if size not in (0, "0B"):
+            text = (f"{size / 1e6:.1f} MB" if size > 1e5 else f"{size / 1e3:.1f} kB") if isinstance(size, int) else size
+            print(f"  {text:>10}  {' '.join(re.sub(HISTORY_NOISE, '', step.get('CreatedBy', '')).split())[:100]}")

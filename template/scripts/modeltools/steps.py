@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -381,6 +382,8 @@ def wheelhouse_step(settings: Settings) -> None:
 
 
 def docker(settings: Settings) -> None:
+    from modeltools import sbom  # it reads the models' sources, from here
+
     target = image.image_target(settings)
     paths = settings.paths
     with project_lock(paths.build):  # held through the build: nothing changes the wheelhouse while it is read
@@ -390,7 +393,22 @@ def docker(settings: Settings) -> None:
             requirements, house = paths.lock, paths.wheels
         else:
             requirements, house = image_wheelhouse(settings, target, parsed, text)
-        image.build(settings, target, requirements, house)
+        image.build(settings, target, requirements, house, sbom.write(settings, requirements, collect_models(settings)))
+
+
+def docker_verify(settings: Settings) -> None:
+    """make docker, then the same build with --no-cache under another tag: both must get the same image ID."""
+    docker(settings)
+    engine, name = image.detect_engine(settings.get("CONTAINER_ENGINE")), settings.get("IMAGE")
+    options = f"{settings.get('DOCKER_BUILD_ARGS')} --no-cache"
+    again = Settings({**settings.environ, "IMAGE": f"{name}-verify", "DOCKER_BUILD_ARGS": options}, settings.paths)
+    docker(again)
+    first, second = image.image_id(engine, name), image.image_id(engine, again.get("IMAGE"))
+    if first != second:
+        raise UserError(f"a --no-cache rebuild of {name}, {again.get('IMAGE')}, has another image ID: compare the "
+                        f"RootFS.Layers of both ({engine} image inspect) to find the step that varies")  # fmt: skip
+    subprocess.run([engine, "rmi", again.get("IMAGE")], capture_output=True)
+    print(f"docker-verify: a --no-cache rebuild of {name} gave the same image ID, {first}")
 
 
 def image_wheelhouse(

@@ -1,0 +1,146 @@
+"""Reproducible images whose model layers travel, built and compared with a real engine (podman in CI).
+
+The same commit gives the same image ID on a --no-cache rebuild and from a clone
+in another directory; each model is a layer of its own below the dependencies,
+so a dependency bump leaves it as it was, and two projects that lock the same
+model wheel share its layer. Layers are compared by their digests (RootFS.Layers).
+"""
+
+# ruff: noqa: F811 (engine and base_image are test_docker's fixtures, imported)
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FAST, Installed
+from tests.support.mirror import Mirror
+from tests.support.project import make, render
+from tests.test_docker import base_image, engine, layers, run  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.container
+BUMP = "six==1.17.0"  # a small package the lock does not hold yet
+
+
+def settings(engine: str, base: str, image: str) -> list[str]:
+    return [f"BASE_IMAGE={base}", f"IMAGE={image}", f"CONTAINER_ENGINE={engine}"]
+
+
+def unique(name: str) -> str:
+    return f"localhost/nlp-template-{name}-{uuid.uuid4().hex[:8]}:latest"
+
+
+def image_id(engine: str, image: str) -> str:
+    return run(engine, "image", "inspect", "--format", "{{.Id}}", image).stdout.strip()
+
+
+def config(engine: str, image: str) -> dict:
+    """What an image ID is the digest of, less its name."""
+    found = json.loads(run(engine, "image", "inspect", image).stdout)[0]
+    return {key: found[key] for key in ("Created", "Config", "History", "Labels", "Architecture", "Os")}
+
+
+def model_images(engine: str) -> set[str]:
+    listed = run(engine, "images", "--format", "{{.Repository}}:{{.Tag}}", "localhost/spacy-models").stdout
+    return set(listed.split())
+
+
+def git_commit(project: Path, message: str) -> None:
+    subprocess.run(["git", "add", "-A"], cwd=project, check=True)
+    subprocess.run(["git", "commit", "--quiet", "-m", message], cwd=project, check=True)
+
+
+def copy_build(source: Path, target: Path) -> None:
+    """The model wheels and the wheelhouse (gitignored): what make models and make wheelhouse leave."""
+    shutil.copytree(source / "build", target / "build", ignore=shutil.ignore_patterns("tools", "image", "lock"),
+                    copy_function=_link, dirs_exist_ok=True)  # fmt: skip
+
+
+def _link(source: str, target: str) -> None:
+    try:
+        Path(target).hardlink_to(source)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+@pytest.fixture
+def images(engine: str) -> Iterator[list[str]]:
+    """The images a test names here, removed afterwards with the model images its builds made."""
+    before, made = model_images(engine), []
+    yield made
+    for image in made:
+        subprocess.run([engine, "rmi", "--force", image], capture_output=True)
+    for tag in model_images(engine) - before:
+        subprocess.run([engine, "rmi", tag], capture_output=True)
+    subprocess.run([engine, "image", "prune", "--force"], capture_output=True)  # the layers the builds left
+
+
+def test_no_cache_rebuilds_and_a_clone_elsewhere_give_the_same_image_id(
+    project: Path, engine: str, base_image: str, images: list[str], tmp_path: Path
+) -> None:
+    git_commit(project, "the project")
+    epoch = subprocess.run(["git", "log", "-1", "--format=%ct", "--", "requirements.txt"], cwd=project,
+                           capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    image = unique("same")
+    images += [image, f"{image}-verify"]
+    verified = make(project, "docker-verify", *settings(engine, base_image, image), "DOCKER_BUILD_ARGS=--no-cache")
+    first = image_id(engine, image)
+    assert f"docker-verify: a --no-cache rebuild of {image} gave the same image ID, {first}" in verified.stdout
+    assert f"--timestamp {epoch} --identity-label=false" in verified.stdout, "the commit time of requirements.txt"
+    created = json.loads(run(engine, "image", "inspect", image).stdout)[0]["Created"]
+    assert created.startswith(subprocess.run(["date", "-u", "-d", f"@{epoch}", "+%Y-%m-%dT%H:%M:%S"],
+                                             capture_output=True, text=True).stdout.strip())  # fmt: skip
+
+    clone = tmp_path / "elsewhere" / "clone"
+    subprocess.run(["git", "clone", "--quiet", str(project), str(clone)], check=True)
+    copy_build(project, clone)
+    other = unique("clone")
+    images.append(other)
+    make(clone, "docker", *settings(engine, base_image, other), "DOCKER_BUILD_ARGS=--no-cache")
+    assert layers(engine, other) == layers(engine, image), "a clone in another directory built other layers"
+    assert config(engine, other) == config(engine, image)
+    assert image_id(engine, other) == first
+
+
+@pytest.fixture
+def two_models(installed: Installed, mirror: Mirror, wheels: dict, tmp_path: Path) -> Path:
+    """Another project (another name, another image time) that locks the same model wheel and one more."""
+    other = render(tmp_path / "other" / "service", project_name="Other Service", spacy_models_url=mirror.download_base)
+    copy_build(installed.path, other)
+    urls = other / "requirements-model.in.url"
+    urls.write_text(urls.read_text() + mirror.add_download(wheels["md-3.8.0"]) + "\n")
+    return other
+
+
+def test_model_layers_survive_a_dependency_bump_and_are_shared_between_projects(
+    project: Path, two_models: Path, engine: str, base_image: str, images: list[str]
+) -> None:
+    below = len(layers(engine, base_image))
+    image, other = unique("bump"), unique("other")
+    images += [image, other]
+    make(project, "docker", *settings(engine, base_image, image), env=FAST)
+    before = layers(engine, image)
+    (model_layer,) = before[below : below + 1]
+
+    requirements = project / "requirements.in"
+    requirements.write_text(requirements.read_text() + BUMP + "\n")
+    bumped = make(project, "docker", *settings(engine, base_image, image), env=FAST)
+    assert BUMP in (project / "requirements.txt").read_text()
+    after = layers(engine, image)
+    assert after[: below + 1] == before[: below + 1], "the bump changed the model layer"
+    assert after[below + 1 :] != before[below + 1 :]
+    assert "COPY in /opt/spacy-models/en_core_web_sm-3.8.0/" in bumped.stdout, "make docker lists the layers"
+    sizes = json.loads(run(engine, "image", "inspect", image).stdout)[0]
+    print(f"after the bump: {len(set(after) - set(before))} new layers of {len(after)}; image {sizes['Size']} B")
+
+    make(two_models, "docker", *settings(engine, base_image, other), "SOURCE_DATE_EPOCH=1700000000", env=FAST)
+    theirs = layers(engine, other)
+    assert len(theirs[below:]) == len(before[below:]) + 1
+    # en_core_web_md sorts first: the shared model's layer sits on another model's, and is the same all the same
+    assert theirs[below + 1] == model_layer, "another project got another layer for the same model wheel"
+    assert theirs[below] not in before
