@@ -184,8 +184,11 @@ def lock_benchmarks(bench: Bench, project: Path) -> None:
 
     work = project / "build" / "lock"
     python = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    bare_uv = [tools["uv"], "pip", "compile", "--quiet", "--generate-hashes", "--python-version", python,
+    bare_uv = [tools["uv"], "pip", "compile", "--quiet", "--generate-hashes", "--universal", "--python-version", python,
                "--output-file", "bare.txt", "requirements.in"]  # fmt: skip
+    bare_pip_compile = [tools["python"], "-m", "piptools", "compile", "--quiet", "--generate-hashes", "--allow-unsafe",
+                        "--strip-extras", "--no-emit-index-url", "--no-emit-find-links", "--output-file",
+                        "bare-pip-compile.txt", "requirements.in"]  # fmt: skip
     for temperature in ("cold", "warm"):
         cold_run = temperature == "cold"
         variants = {}
@@ -195,9 +198,14 @@ def lock_benchmarks(bench: Bench, project: Path) -> None:
             env = cache_env(installer, cold_run)
             variants[f"make lock INSTALLER={installer}"] = (prepare, lambda c=command, e=env: bench.run(c, project, e))
         bare_env = cache_env("bare", cold_run)
-        variants["uv pip compile (bare, same input)"] = (
+        variants["uv pip compile --universal (bare, same input)"] = (
             cold("bare") if cold_run else warm,
             lambda e=bare_env: bench.run(bare_uv, work, e),
+        )
+        bare_pip_env = cache_env("bare-pip-compile", cold_run)
+        variants["pip-compile --generate-hashes (bare, same input)"] = (
+            cold("bare-pip-compile") if cold_run else warm,
+            lambda e=bare_pip_env: bench.run(bare_pip_compile, work, e),
         )
         bench.side_by_side(f"lock, {temperature} cache", variants)
     subprocess.run(make_argv(project, "lock"), check=True, capture_output=True)
