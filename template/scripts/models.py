@@ -26,11 +26,7 @@ VERBS: dict[str, tuple[str, str, str]] = {
     "models": ("steps", "models", "download each listed model wheel once into build/; write requirements-model.in"),
     "links": ("steps", "links", "write build/spacy_model_links.html from the releases API or the team index"),
     "check-models": ("steps", "check_models", "check that each model's own spaCy requirement fits the project's"),
-    "lock": (
-        "steps",
-        "lock",
-        "compile requirements.txt with hashes (models from build/ only), when its inputs changed",
-    ),
+    "lock": ("steps", "lock", "compile requirements.txt with hashes (models from build/ only) if its inputs changed"),
     "upgrade": ("steps", "upgrade", "re-resolve everything, models included, to the newest allowed versions"),
     "wheelhouse": ("steps", "wheelhouse_step", "put every wheel of requirements.txt into build/wheels, hash-checked"),
     "install-failed": ("venv", "install_failed", "after a refused install: name the wheelhouse file to blame"),
@@ -40,24 +36,12 @@ VERBS: dict[str, tuple[str, str, str]] = {
     "push": ("push", "push", "push IMAGE to its registry (REGISTRY_USERNAME, REGISTRY_PASSWORD in .env)"),
     "check-secrets": ("steps", "check_secrets", "fail if a value from .env is in a tracked file or in the lock"),
     "check-env": ("steps", "check_env", "check that make reads every line of .env as written"),
-    "package": (
-        "pipelines",
-        "package",
-        "package each changed pipeline under pipelines/ into build/ with spacy package",
-    ),
-    "publish": (
-        "publish",
-        "publish",
-        "upload the project's model wheels from build/ to the team index (TWINE_* in .env)",
-    ),
+    "package": ("pipelines", "package", "package each changed pipeline under pipelines/ into build/ (spacy package)"),
+    "publish": ("publish", "publish", "upload the model wheels in build/ to the team index (TWINE_* in .env)"),
     "prune": ("steps", "prune", "remove from build/ the model wheels requirements.txt no longer names"),
     "bundle": ("bundle", "bundle", "write an offline install kit for PLATFORM and IMAGE_PYTHON into build/bundle/"),
     "cache-info": ("cache", "cache_info", "show the machine-wide model cache: entries, sizes, last use"),
-    "cache-prune": (
-        "cache",
-        "cache_prune",
-        "remove cache entries unused for CACHE_MAX_AGE days, except this project's",
-    ),
+    "cache-prune": ("cache", "cache_prune", "remove cache entries unused for CACHE_MAX_AGE days, but this project's"),
 }
 
 

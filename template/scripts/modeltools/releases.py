@@ -22,20 +22,14 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import requests
-from packaging.utils import (
-    InvalidSdistFilename,
-    InvalidWheelFilename,
-    NormalizedName,
-    canonicalize_name,
-    parse_sdist_filename,
-    parse_wheel_filename,
-)
+from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
 from modeltools.errors import UserError, mask
 from modeltools.files import write_if_changed
 from modeltools.http import Session, failure, get
 from modeltools.settings import Settings
+from modeltools.wheels import archive_name
 
 MAX_PAGES = 100  # 10,000 releases; spacy-models has under 1,000
 SHA256_DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
@@ -54,12 +48,8 @@ class ModelLink:
         return f"{self.url}#sha256={self.sha256}" if self.sha256 else self.url
 
     def identity(self) -> tuple[NormalizedName, Version] | None:
-        try:
-            if self.filename.endswith(".tar.gz"):
-                return parse_sdist_filename(self.filename)
-            return parse_wheel_filename(self.filename)[:2]
-        except (InvalidWheelFilename, InvalidSdistFilename):
-            return None
+        parsed = archive_name(self.filename)
+        return parsed[:2] if parsed else None
 
 
 def _http_url(value: object) -> str | None:

@@ -20,14 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.requirements import Requirement
-from packaging.utils import (
-    InvalidSdistFilename,
-    InvalidWheelFilename,
-    NormalizedName,
-    canonicalize_name,
-    parse_sdist_filename,
-    parse_wheel_filename,
-)
+from packaging.utils import NormalizedName, canonicalize_name
 
 from modeltools.errors import run_tool
 from modeltools.files import sha256_of
@@ -36,7 +29,7 @@ from modeltools.inputs import INCLUDE, requirement_lines
 from modeltools.lockfile import Lock
 from modeltools.releases import links_in_page
 from modeltools.settings import Settings
-from modeltools.wheels import ModelWheel
+from modeltools.wheels import ModelWheel, archive_name
 
 # pip reads PIP_*; uv reads UV_* only. .env stays one file: pip's names are mapped for uv.
 PIP_TO_UV = {
@@ -121,14 +114,8 @@ def add_missing_hashes(settings: Settings, lock: Lock) -> None:
 
 
 def _names_version(filename: str) -> tuple[str, str] | None:
-    try:
-        if filename.endswith(".whl"):
-            name, version, _, _ = parse_wheel_filename(filename)
-        else:
-            name, version = parse_sdist_filename(filename)
-    except (InvalidWheelFilename, InvalidSdistFilename):
-        return None
-    return name, str(version)
+    parsed = archive_name(filename)
+    return (parsed[0], str(parsed[1])) if parsed else None
 
 
 def write_input(settings: Settings, models: Mapping[NormalizedName, ModelWheel], work: Path) -> Path:

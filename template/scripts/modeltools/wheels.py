@@ -12,6 +12,7 @@ from pathlib import Path
 from packaging.metadata import ExceptionGroup, InvalidMetadata, Metadata
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
+from packaging.tags import Tag
 from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
@@ -27,6 +28,18 @@ from modeltools.errors import Redactor, UserError, run_tool
 # spacy-huggingface-hub names its wheels <name>-any-py3-none-any.whl: 'any' where the version belongs.
 HUB_WHEEL = re.compile(r"^(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._]*[A-Za-z0-9])?)-any-py3-none-any\.whl$")
 UNSAFE_NAME = re.compile(r"[/\\\x00-\x1f\x7f]|^\.|\.\.")
+
+
+def archive_name(filename: str) -> tuple[NormalizedName, Version, frozenset[Tag]] | None:
+    """Name, version and tags of a wheel file name (PEP 427) or name and version of an sdist's (PEP 625, tags
+    empty); None when it is neither."""
+    try:
+        if filename.endswith(".tar.gz"):
+            return (*parse_sdist_filename(filename), frozenset())
+        name, version, _, tags = parse_wheel_filename(filename)
+    except (InvalidWheelFilename, InvalidSdistFilename):
+        return None
+    return name, version, tags
 
 
 @dataclass(frozen=True)
@@ -70,16 +83,13 @@ def expected_identity(filename: str, where: str) -> tuple[NormalizedName, Versio
         raise UserError(f"{where}: {filename!r} is not a plain file name (no /, \\, .. or control characters)")
     if hub := HUB_WHEEL.match(filename):
         return canonicalize_name(hub.group("name")), None
-    try:
-        if filename.endswith(".tar.gz"):
-            return parse_sdist_filename(filename)
-        name, version, _, tags = parse_wheel_filename(filename)
-    except (InvalidWheelFilename, InvalidSdistFilename):
+    if (parsed := archive_name(filename)) is None:
         raise UserError(
             f"{where}: {filename!r} is neither a wheel (name-version-py3-none-any.whl) nor an sdist "
             "(name-version.tar.gz): link to the model's wheel or source archive"
-        ) from None
-    if not any(tag.platform == "any" for tag in tags):
+        )
+    name, version, tags = parsed
+    if tags and not any(tag.platform == "any" for tag in tags):
         raise UserError(f"{where}: {filename} is built for one platform; model wheels are pure Python (…-none-any.whl)")
     return name, version
 
