@@ -1,20 +1,32 @@
-"""The steps behind the generated Makefile; scripts/models.py is their command line.
+"""The steps behind the generated Makefile; scripts/models.py is their command line (its VERBS table).
 
-settings    where files are, the settings make exports, credentials by origin
-envfile     the one reader of .env, with make's meaning of each line
-inputs      the project's lists of models (.url, .range) and requirements.in's check
-wheels      what a wheel is (its METADATA, via packaging) and whether it fits spaCy
-fetch       model wheels into build/, through the machine's store (src/<pkg>/modelstore.py)
-releases    the links page, from GitHub's releases API or a team index
-ranges      the release a ranged model gets
-resolve     pip-compile or uv pip compile, every model as its build/ file
-lockfile    requirements.txt: read, finish, check, compare
-wheelhouse  build/wheels (or an image's): every locked file, by hash
-venv        .venv, synced with no index
-secrets     required variables, private sources, leak checks
-image       engine, platform and the image build
-pipelines   make package: your own pipelines as model wheels
-steps       one function a Makefile verb
-files       atomic writes, the hash cache, the project lock
-errors      one-line errors and the one way to run a tool
+The verbs, each a function of a module named for its subject:
+collect      make models, prune, links, check-models: the listed sources -> build/ -> requirements-model.in
+locking      make lock, upgrade: requirements.txt, by hash
+dockerbuild  make wheelhouse, docker, docker-verify: a target platform's wheelhouse and its image
+bundle       make bundle: an offline install kit
+pipelines    make package: your own pipelines as model wheels
+publish      make publish: model wheels to the team index (twine)
+sbom, push   make sbom (cyclonedx-py), make push (the engine's login and push)
+cache        make cache-info, cache-prune
+secrets      make check-secrets, check-env; required variables, private sources, leak checks
+venv         the install's failure path: the wheelhouse file to blame
+
+What they are made of, lowest first:
+errors       one-line errors, what may be printed, the one way to run a tool
+files        atomic writes, link-or-copy, sha256 and its cache, the project lock (filelock)
+envfile      the one reader of .env, with make's meaning of each line
+settings     where files are, the settings make exports, an HTTP session per credential scope
+http         requests sessions as pip has them (netrc, proxies, CA bundles, retries), credentials by origin
+store        the machine-wide model cache: downloads (resumed), entries by sha256
+inputs       the project's lists of models (.url, .range) and requirements.in's checks
+wheels       what a wheel or sdist is (packaging), whether it fits spaCy and Python, building one
+fetch        one model source's wheel into build/, checked, through the store
+releases     the links page, from GitHub's releases API or a team index
+ranges       the release a ranged model gets
+resolve      pip-compile or uv pip compile, every model as its build/ file
+lockfile     requirements.txt: read, finish, check, compare
+wheelhouse   build/wheels (or an image's): every locked file, by hash
+envs         the tools' own venvs (spaCy for make package, cyclonedx, twine)
+image        engine, platform, model layers and the image build
 """

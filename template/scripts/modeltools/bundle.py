@@ -19,11 +19,10 @@ import tomli_w
 from packaging.pylock import Package, PackageWheel, Pylock, PylockValidationError
 from packaging.version import Version
 
-from modeltools import envfile, image, lockfile, steps, wheelhouse
+from modeltools import collect, dockerbuild, envfile, image, lockfile, wheelhouse
 from modeltools.errors import UserError, mask
 from modeltools.files import project_lock, replace_atomic
 from modeltools.settings import Settings
-from modeltools.venv import require_lock
 from modeltools.wheels import SOURCE_DATE_EPOCH
 
 
@@ -31,14 +30,9 @@ def bundle(settings: Settings) -> None:
     target = image.image_target(settings)
     paths = settings.paths
     with project_lock(paths.build):
-        parsed, text = require_lock(settings)
-        if image.is_host(target, settings.python_version):
-            wheelhouse.fill(settings, parsed, text, paths.wheels, steps.model_files(settings, parsed))
-            lock, wheels = parsed, paths.wheels
-        else:
-            requirements, wheels = steps.image_wheelhouse(settings, target, parsed, text)
-            lock = lockfile.parse(requirements.read_text())
-        models = {model.wheel.name: model for model in steps.collect_models(settings)}
+        found = collect.collect_models(settings)
+        _, lock, wheels = dockerbuild.target_wheelhouse(settings, target, found)
+        models = {model.wheel.name: model for model in found}
         files = kit(settings, lock, wheels, target, models)
         leaked = [name for name, value in envfile.secret_values(settings.env_values) for data in files.values()
                   if isinstance(data, bytes) and value.encode() in data]  # fmt: skip

@@ -31,9 +31,7 @@ from pathlib import Path
 from modeltools import lockfile, wheelhouse
 from modeltools.errors import UserError, run_tool
 from modeltools.files import write_atomic, write_if_changed
-from modeltools.resolve import Target
 from modeltools.settings import SOURCE_VARIABLES, Settings
-from modeltools.wheelhouse import Platform
 
 SECRET_ID = "pip_env"  # noqa: S105 - the name of the build secret, not a value
 ARCHITECTURES = {"amd64": "x86_64", "arm64": "aarch64"}
@@ -58,11 +56,16 @@ class ImageTarget:
     def key(self) -> str:
         return f"{self.platform.replace('/', '-')}-py{self.python_version}"
 
-    def resolver_target(self) -> Target:
-        return Target(f"{self.arch}-manylinux_{self.glibc.replace('.', '_')}", self.python_version)
+    @property
+    def uv_platform(self) -> str:
+        """uv pip compile's --python-platform, e.g. aarch64-manylinux_2_28."""
+        return f"{self.arch}-manylinux_{self.glibc.replace('.', '_')}"
 
-    def download_platform(self) -> Platform:
-        return Platform(manylinux_tags(self.glibc, self.arch), self.python_version)
+    def pip_options(self) -> list[str]:
+        """pip download's options for wheels of this platform and Python only."""
+        options = ["--only-binary=:all:", "--python-version", self.python_version, "--implementation", "cp"]
+        options += ["--abi", "cp" + self.python_version.replace(".", ""), "--abi", "abi3", "--abi", "none"]
+        return options + [item for tag in manylinux_tags(self.glibc, self.arch) for item in ("--platform", tag)]
 
     def marker_environment(self) -> dict[str, str]:
         """The values a requirement's marker sees inside the image (for a lock entry such as `; sys_platform…`)."""
@@ -188,7 +191,7 @@ def build(settings: Settings, target: ImageTarget, requirements: Path, wheelhous
         print(f"docker: {image} is up to date: nothing it is built from changed (DOCKER_BUILD_ARGS=--no-cache builds)")
         return
     house, locked = wheelhouse.Wheelhouse(wheelhouse_dir, settings.hashes), lockfile.parse(requirements.read_text())
-    wheels = sorted(filter(None, (house.find(e) for e in locked.entries if wheelhouse.is_model(e))))
+    wheels = sorted(filter(None, (house.find(e) for e in locked.entries if e.is_model)))
     models = models_image(settings, engine, target, base, wheels)
     secrets = {name: settings.get(name) for name in SOURCE_VARIABLES if settings.get(name)}
     uv_args = [f"UV_WHEEL={uv.relative_to(root)}", f"UV_SHA256={settings.hashes.sha256(uv)}"] if uv else []
@@ -283,8 +286,9 @@ def uv_wheel(settings: Settings, target: ImageTarget) -> Path | None:
     directory = settings.paths.build / "image" / "tools" / target.platform.replace("/", "-")
     directory.mkdir(parents=True, exist_ok=True)
     if choice == "uv" and not wheelhouse.Wheelhouse(directory, settings.hashes).find(entry) and not settings.offline:
-        platform = None if is_host(target, settings.python_version) else target.download_platform()
-        wheelhouse.pip_download(settings, [entry], directory, platform)
+        wheelhouse.pip_download(
+            settings, [entry], directory, None if is_host(target, settings.python_version) else target
+        )
     return wheelhouse.Wheelhouse(directory, settings.hashes).find(entry) if choice == "uv" else None
 
 

@@ -50,6 +50,11 @@ class LockEntry:
         return canonicalize_name(self.parsed.name)
 
     @property
+    def is_model(self) -> bool:
+        """Locked as a model: from requirements-model.in, by its build/ file's hash."""
+        return "-r requirements-model.in" in self.via
+
+    @property
     def version(self) -> str:
         specifiers = [s for s in self.parsed.specifier if s.operator in ("==", "===")]
         return specifiers[0].version if specifiers else ""
@@ -73,7 +78,7 @@ class Lock:
         header = [line for line in self.header if not line.startswith(DIGEST_PREFIX)]
         if digest:
             header.append(f"{DIGEST_PREFIX}{digest}")
-        models = [e for e in self.entries if "-r requirements-model.in" in e.via]
+        models = [e for e in self.entries if e.is_model]
         others = [e for e in self.entries if e not in models]
         text = "\n".join(header) + "\n" + "".join(e.render() for e in others)
         if models:

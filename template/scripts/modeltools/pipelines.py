@@ -255,7 +255,7 @@ def spacy_python(settings: Settings) -> str:
     work = settings.paths.build / "pipelines"
     if lock.is_file():
         parsed = lockfile.parse(lock.read_text())
-        others = [entry for entry in parsed.entries if "-r requirements-model.in" not in entry.via]
+        others = [entry for entry in parsed.entries if not entry.is_model]
         requirements = work / "requirements.txt"
         write_if_changed(requirements, lockfile.Lock([], others).render())
         locked = True

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import requests
 
-from modeltools import envfile, envs, releases, steps
+from modeltools import collect, envfile, envs, releases
 from modeltools.errors import Redactor, UserError, mask, run_tool
 from modeltools.files import project_lock
 from modeltools.settings import Settings
@@ -32,7 +32,7 @@ SAME, OTHER, ABSENT, UNKNOWN = "same", "other", "absent", "unknown"
 def publish(settings: Settings) -> None:
     require_credentials(settings)
     with project_lock(settings.paths.build):
-        wheels = [model.wheel for model in steps.collect_models(settings)]
+        wheels = [model.wheel for model in collect.collect_models(settings)]
     if not wheels:
         print("publish: this project lists no models; nothing to upload", flush=True)
         return

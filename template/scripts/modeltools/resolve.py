@@ -16,8 +16,8 @@ import re
 import shutil
 import urllib.parse
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from packaging.requirements import Requirement
 from packaging.utils import NormalizedName, canonicalize_name
@@ -26,10 +26,13 @@ from modeltools.errors import run_tool
 from modeltools.files import sha256_of
 from modeltools.http import get
 from modeltools.inputs import INCLUDE, requirement_lines
-from modeltools.lockfile import Lock
+from modeltools.lockfile import Lock, finish
 from modeltools.releases import links_in_page
 from modeltools.settings import Settings
 from modeltools.wheels import ModelWheel, archive_name
+
+if TYPE_CHECKING:
+    from modeltools.image import ImageTarget
 
 # pip reads PIP_*; uv reads UV_* only. .env stays one file: pip's names are mapped for uv.
 PIP_TO_UV = {
@@ -37,14 +40,6 @@ PIP_TO_UV = {
     "PIP_EXTRA_INDEX_URL": "UV_EXTRA_INDEX_URL",
     "PIP_FIND_LINKS": "UV_FIND_LINKS",
 }
-
-
-@dataclass(frozen=True)
-class Target:
-    """A platform and Python to resolve for other than the host's (an image's)."""
-
-    uv_platform: str  # e.g. aarch64-manylinux_2_28
-    python_version: str  # e.g. 3.12
 
 
 def uv_environment(environ: Mapping[str, str]) -> dict[str, str]:
@@ -142,14 +137,16 @@ def write_input(settings: Settings, models: Mapping[NormalizedName, ModelWheel],
 def compile_lock(
     settings: Settings,
     models: Mapping[NormalizedName, ModelWheel],
+    scope: str,
     *,
-    upgrade: bool,
-    previous: Path | None,
     work: Path,
-    target: Target | None = None,
+    upgrade: bool = False,
+    previous: Path | None = None,
+    target: ImageTarget | None = None,
     constraints: Sequence[Path] = (),
-) -> str:
-    """The resolver's draft lock (every package pinned with hashes), as text."""
+) -> Lock:
+    """The lock the resolver makes of requirements.in and the models (every package pinned with hashes), finished:
+    models by their build/ file's hash, find-links packages given their hashes, scope in its header."""
     source = write_input(settings, models, work)
     draft = work / "requirements.txt"
     draft.unlink(missing_ok=True)
@@ -184,7 +181,10 @@ def compile_lock(
         explain=lambda output: resolver_failure(output, lines),
         fix="Change or remove the line(s) it names, then run make lock; requirements.txt was kept as it was",
     )  # fmt: skip
-    return draft.read_text()
+    hashes = {name: settings.hashes.sha256(wheel.path) for name, wheel in models.items()}
+    lock = finish(draft.read_text(), models, hashes, scope)
+    add_missing_hashes(settings, lock)
+    return lock
 
 
 def resolver_failure(output: str, lines: list[tuple[str, Requirement]]) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from modeltools import envs, lockfile, steps, wheelhouse
+from modeltools import collect, envs, lockfile
 from modeltools.errors import run_tool
 from modeltools.files import project_lock, write_atomic
 from modeltools.settings import Settings
@@ -23,16 +23,16 @@ INPUTS = "nlp-template:inputs"
 
 def sbom(settings: Settings) -> None:
     with project_lock(settings.paths.build):
-        path = write(settings, settings.paths.lock, steps.collect_models(settings))
+        path = write(settings, settings.paths.lock, collect.collect_models(settings))
     count = len(json.loads(path.read_text()).get("components", []))
     print(f"sbom: {path.relative_to(settings.paths.root)}: {count} packages, each with its version and sha256")
 
 
-def write(settings: Settings, requirements: Path, models: list[steps.Model]) -> Path:
+def write(settings: Settings, requirements: Path, models: list[collect.Model]) -> Path:
     """The SBOM of one lock (build/sbom.cdx.json for requirements.txt), written again only when its inputs changed."""
     paths = settings.paths
     dest = paths.build / "sbom.cdx.json" if requirements == paths.lock else requirements.with_name("sbom.cdx.json")
-    locked = {e.name for e in lockfile.parse(requirements.read_text()).entries if wheelhouse.is_model(e)}
+    locked = {e.name for e in lockfile.parse(requirements.read_text()).entries if e.is_model}
     urls = {m.wheel.name: public(m.url) for m in models if m.url and m.wheel.name in locked}
     tool = paths.root / "scripts" / "sbom.txt"
     digest = hashlib.sha256(requirements.read_bytes() + tool.read_bytes() + repr(sorted(urls.items())).encode())

@@ -97,3 +97,15 @@ def check_no_leaks(settings: Settings, extra: Iterable[Path] = ()) -> None:
             "a secret from .env is in a file git tracks (or in requirements.txt): " + "; ".join(leaks) + ". "
             "Remove it from there, rotate it, and keep it in .env only"
         )
+
+
+def check_secrets(settings: Settings) -> None:
+    check_no_leaks(settings)
+    print("check-secrets: no value of .env appears in a tracked file or in requirements.txt")
+
+
+def check_env(settings: Settings) -> None:
+    """Run by make whenever .env changed (settings.env_values checks every line first); says so once without one."""
+    if not settings.paths.env_file.is_file():
+        print("make: this project has no .env, so it runs with the Makefile's settings alone; to give credentials "
+              "or settings, cp .env.example .env && chmod 600 .env and edit it", flush=True)  # fmt: skip

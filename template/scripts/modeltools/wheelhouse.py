@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modeltools.errors import UserError, run_tool
 from modeltools.files import HashCache, describe_os_error, link_or_copy, write_atomic
@@ -20,21 +20,10 @@ from modeltools.lockfile import Lock, LockEntry
 from modeltools.resolve import resolver_failure
 from modeltools.settings import Settings
 
+if TYPE_CHECKING:
+    from modeltools.image import ImageTarget
+
 STAMP = ".complete"
-
-
-@dataclass(frozen=True)
-class Platform:
-    """What `pip download` fetches wheels for, when it is not this machine."""
-
-    pip_platforms: tuple[str, ...]  # e.g. manylinux_2_28_aarch64
-    python_version: str  # e.g. 3.12
-
-    def options(self) -> list[str]:
-        abi = "cp" + self.python_version.replace(".", "")
-        options = ["--only-binary=:all:", "--python-version", self.python_version, "--implementation", "cp"]
-        options += ["--abi", abi, "--abi", "abi3", "--abi", "none"]
-        return options + [item for tag in self.pip_platforms for item in ("--platform", tag)]
 
 
 class Wheelhouse:
@@ -69,24 +58,20 @@ def applies(entry: LockEntry, environment: Environment) -> bool:
     return marker is None or marker.evaluate(environment)
 
 
-def is_model(entry: LockEntry) -> bool:
-    return "-r requirements-model.in" in entry.via
-
-
 def stamp_text(lock_text: str) -> str:
     return f"sha256:{hashlib.sha256(lock_text.encode()).hexdigest()}\n"
 
 
-def pip_download(settings: Settings, entries: Sequence[LockEntry], dest: Path, platform: Platform | None) -> None:
+def pip_download(settings: Settings, entries: Sequence[LockEntry], dest: Path, target: ImageTarget | None) -> None:
     listing = dest / ".missing.txt"  # markers already chose these for the target: pip would judge them by this machine
     listing.write_text(
         "".join(f"{e.requirement.split(';')[0]} {' '.join(f'--hash={h}' for h in e.hashes)}\n" for e in entries)
     )
-    where = f" for {platform.pip_platforms[0]}, Python {platform.python_version}" if platform else ""
+    where = f" for {target.uv_platform}, Python {target.python_version}" if target else ""
     print(f"wheelhouse: downloading {len(entries)} packages into {dest}/{where}", flush=True)
     command = [settings.tool("python"), "-m", "pip", "download", "--quiet", "--no-deps",
                "--require-hashes", "--disable-pip-version-check", "--dest", str(dest),
-               *(platform.options() if platform else []), "--requirement", str(listing)]  # fmt: skip
+               *(target.pip_options() if target else []), "--requirement", str(listing)]  # fmt: skip
     fix = ("give the line a marker in requirements.in for the platforms it serves (; sys_platform == \"win32\", say) "
            "or pin a version with a wheel for this one, then make lock")  # fmt: skip
     lines = requirement_lines(settings.paths.requirements, settings.paths.pins)
@@ -98,8 +83,9 @@ def pip_download(settings: Settings, entries: Sequence[LockEntry], dest: Path, p
 
 
 def fill(settings: Settings, lock: Lock, lock_text: str, dest: Path, models: dict[str, Path],
-         platform: Platform | None = None, environment: Environment = None) -> Wheelhouse:  # fmt: skip
-    """Make dest hold exactly the lock's files, each matching one of its hashes."""
+         target: ImageTarget | None = None) -> Wheelhouse:  # fmt: skip
+    """Make dest hold exactly the lock's files (those of target: an image's, not this machine's), each by hash."""
+    environment = target.marker_environment() if target else None
     try:
         dest.mkdir(parents=True, exist_ok=True)
         for path in models.values():
@@ -111,7 +97,7 @@ def fill(settings: Settings, lock: Lock, lock_text: str, dest: Path, models: dic
             stray.unlink()
         house = Wheelhouse(dest, settings.hashes)
         missing = house.missing(lock, environment)
-        unfetched_models = [e.requirement for e in missing if is_model(e)]
+        unfetched_models = [e.requirement for e in missing if e.is_model]
         if unfetched_models:  # a model never goes to pip by name: build/ must hold its locked file
             raise UserError(
                 f"build/ has no file with the locked hash of {', '.join(unfetched_models)}: run make models "
@@ -121,7 +107,7 @@ def fill(settings: Settings, lock: Lock, lock_text: str, dest: Path, models: dic
             names = ", ".join(e.requirement for e in missing)
             raise UserError(f"OFFLINE=1, but {dest}/ lacks {names}: run make wheelhouse once with network access")
         if missing:
-            pip_download(settings, missing, dest, platform)
+            pip_download(settings, missing, dest, target)
             refuse_sources(dest)
             house = Wheelhouse(dest, settings.hashes)
         absent = house.missing(lock, environment)

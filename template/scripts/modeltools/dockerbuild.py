@@ -1,0 +1,100 @@
+"""make wheelhouse, docker and docker-verify: a target platform's wheelhouse, and the image built from it."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+from modeltools import image, lockfile, wheelhouse
+from modeltools.collect import Model, collect_models, model_files
+from modeltools.errors import UserError
+from modeltools.files import project_lock, write_if_changed
+from modeltools.resolve import compile_lock
+from modeltools.settings import Settings
+from modeltools.venv import require_lock
+
+
+def wheelhouse_step(settings: Settings) -> None:
+    """build/wheels, or the wheelhouse of PLATFORM / IMAGE_PYTHON (build/image/<target>/wheels) when they are set."""
+    target = image.image_target(settings)
+    with project_lock(settings.paths.build):
+        requirements, _, directory = target_wheelhouse(settings, target, collect_models(settings))
+        count = len(wheelhouse.Wheelhouse(directory, settings.hashes).by_hash)
+    where = "each matching requirements.txt" if requirements == settings.paths.lock else f"for {requirements}"
+    print(f"wheelhouse: {count} wheels in {directory}/, {where}", flush=True)
+
+
+def docker(settings: Settings) -> None:
+    from modeltools import sbom  # it reads the models' sources, from here
+
+    target = image.image_target(settings)
+    with project_lock(settings.paths.build):  # held through the build: nothing changes the wheelhouse while it is read
+        found = collect_models(settings)
+        requirements, _, house = target_wheelhouse(settings, target, found, fill=False)
+        image.build(settings, target, requirements, house, sbom.write(settings, requirements, found))
+
+
+def docker_verify(settings: Settings) -> None:
+    """make docker, then the same build with --no-cache under another tag: both must get the same image ID."""
+    docker(settings)
+    engine, name = image.detect_engine(settings.get("CONTAINER_ENGINE")), settings.get("IMAGE")
+    options = f"{settings.get('DOCKER_BUILD_ARGS')} --no-cache"
+    again = Settings({**settings.environ, "IMAGE": f"{name}-verify", "DOCKER_BUILD_ARGS": options}, settings.paths)
+    docker(again)
+    first, second = image.image_id(engine, name), image.image_id(engine, again.get("IMAGE"))
+    if first != second:
+        raise UserError(f"a --no-cache rebuild of {name}, {again.get('IMAGE')}, has another image ID: compare the "
+                        f"RootFS.Layers of both ({engine} image inspect) to find the step that varies")  # fmt: skip
+    subprocess.run([engine, "rmi", again.get("IMAGE")], capture_output=True)
+    print(f"docker-verify: a --no-cache rebuild of {name} gave the same image ID, {first}")
+
+
+def target_wheelhouse(
+    settings: Settings, target: image.ImageTarget, found: list[Model], fill: bool = True
+) -> tuple[Path, lockfile.Lock, Path]:
+    """(requirements file, its lock, wheelhouse directory) for the target, every file by hash.
+
+    On a machine like the target, requirements.txt and build/wheels (filled, or only verified when
+    fill is False: an image build never downloads); otherwise build/image/<target>/'s.
+    """
+    parsed, text = require_lock(settings)
+    paths = settings.paths
+    if not image.is_host(target, settings.python_version):
+        return image_wheelhouse(settings, target, parsed, text, found)
+    if fill:
+        wheelhouse.fill(settings, parsed, text, paths.wheels, model_files(found, parsed))
+    else:
+        wheelhouse.verify(settings.hashes, parsed, paths.wheels)
+    return paths.lock, parsed, paths.wheels
+
+
+def image_wheelhouse(
+    settings: Settings, target: image.ImageTarget, parsed: lockfile.Lock, text: str, found: list[Model]
+) -> tuple[Path, lockfile.Lock, Path]:
+    """build/image/<platform>-py<version>/: the target's requirements.txt, its lock and its wheels, each by hash.
+
+    From a universal lock (uv's) the target's entries are those its markers select: no resolver runs.
+    A pip-tools lock serves the machine that made it only, so it is resolved again for the target
+    (uv pip compile --python-platform, the lock's versions as constraints), and that is said.
+    """
+    directory = settings.paths.build / "image" / target.key
+    requirements = directory / "requirements.txt"
+    by_name = {m.wheel.name: m.wheel for m in found}
+    inputs = hashlib.sha256(f"{text}\n{target}".encode()).hexdigest()
+    if lockfile.recorded_digest(requirements) != inputs and parsed.universal:
+        entries = [entry for entry in parsed.entries if wheelhouse.applies(entry, target.marker_environment())]
+        write_if_changed(requirements, lockfile.Lock(parsed.header, entries).render(inputs))
+    elif lockfile.recorded_digest(requirements) != inputs:
+        print(f"lock: requirements.txt was made by pip-compile for one machine; resolving it again for {target.key}"
+              " (INSTALLER=uv writes one lock for every platform, and no resolver runs here)", flush=True)  # fmt: skip
+        constraints = directory / "host-pins.txt"
+        directory.mkdir(parents=True, exist_ok=True)
+        constraints.write_text("".join(f"{e.name}=={e.version}\n" for e in parsed.entries if e.name not in by_name))
+        image_lock = compile_lock(settings, by_name, f"for {target.key} only, resolved from requirements.txt",
+                                  work=directory / "resolve", target=target, constraints=[constraints])  # fmt: skip
+        write_if_changed(requirements, image_lock.render(inputs))
+    image_lock = lockfile.parse(requirements.read_text())
+    models = {m.wheel.name: m.wheel.path for m in found}
+    wheelhouse.fill(settings, image_lock, requirements.read_text(), directory / "wheels", models, target)
+    return requirements, image_lock, directory / "wheels"
