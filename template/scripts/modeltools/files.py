@@ -53,6 +53,15 @@ def write_atomic(path: Path, data: str | bytes, private: bool = False) -> None:
     replace_atomic(path, lambda temporary: temporary.write_bytes(content), 0o600 if private else None)
 
 
+def read_json(path: Path) -> dict:
+    """A JSON object file's content; {} when it is missing, unreadable or not an object (a state file to redo)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def write_if_changed(path: Path, text: str) -> bool:
     """Write text atomically unless the file already holds it (its mtime then stays)."""
     if path.is_file() and path.read_text() == text:
@@ -106,10 +115,7 @@ class HashCache:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            self.entries: dict[str, list] = json.loads(path.read_text())
-        except (OSError, ValueError):
-            self.entries = {}
+        self.entries: dict[str, list] = read_json(path)
         self.dirty = False
 
     def sha256(self, file: Path) -> str:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from modeltools import lockfile, wheelhouse
 from modeltools.errors import UserError, run_tool
-from modeltools.files import write_atomic, write_if_changed
+from modeltools.files import read_json, write_atomic, write_if_changed
 from modeltools.settings import SOURCE_VARIABLES, Settings
 
 SECRET_ID = "pip_env"  # noqa: S105 - the name of the build secret, not a value
@@ -155,13 +155,10 @@ def image_id(engine: str, image: str) -> str | None:
 
 def is_up_to_date(settings: Settings, engine: str, inputs: str) -> bool:
     """Built from these very inputs, and still in the engine: nothing to do (DOCKER_BUILD_ARGS always builds)."""
-    record = settings.paths.build / "image" / "built.json"
-    try:
-        built = json.loads(record.read_text()).get(settings.get("IMAGE"), {})
-    except (OSError, ValueError, AttributeError):
-        return False
+    built = read_json(settings.paths.build / "image" / "built.json").get(settings.get("IMAGE"))
     return (
-        not settings.get("DOCKER_BUILD_ARGS")
+        isinstance(built, dict)
+        and not settings.get("DOCKER_BUILD_ARGS")
         and built.get("inputs") == inputs
         and (built.get("id") is not None and built.get("id") == image_id(engine, settings.get("IMAGE")))
     )
@@ -169,10 +166,7 @@ def is_up_to_date(settings: Settings, engine: str, inputs: str) -> bool:
 
 def remember_build(settings: Settings, engine: str, inputs: str) -> None:
     record = settings.paths.build / "image" / "built.json"
-    try:
-        known = json.loads(record.read_text())
-    except (OSError, ValueError):
-        known = {}
+    known = read_json(record)
     known[settings.get("IMAGE")] = {"inputs": inputs, "id": image_id(engine, settings.get("IMAGE"))}
     write_atomic(record, json.dumps(known, indent=1) + "\n")
 

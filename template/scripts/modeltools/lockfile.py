@@ -206,8 +206,3 @@ def changes(old: Lock | None, new: Lock, sources: Mapping[str, str]) -> list[str
             where = f" (from {sources[name]})" if name in sources else ""
             found.append(f"  {shown[name]} {now}: file changed, sha256 {gone[:12]}… -> {came[:12]}…{where}")
     return found
-
-
-def model_lines(text: str) -> str:
-    """The block of model entries (for an image build that installs them with no index)."""
-    return text[text.index(MODELS_HEADER) :] if MODELS_HEADER in text else ""

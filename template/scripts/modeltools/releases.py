@@ -26,7 +26,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
 from modeltools.errors import UserError, mask
-from modeltools.files import write_if_changed
+from modeltools.files import read_json, write_if_changed
 from modeltools.http import Session, failure, get
 from modeltools.settings import Settings
 from modeltools.wheels import archive_name
@@ -101,11 +101,8 @@ class ReleasesClient:
 
     def __init__(self, session: Session, api: str, cache_file: Path, token_sent: bool) -> None:
         self.session, self.api, self.cache_file, self.token_sent = session, api, cache_file, token_sent
-        try:
-            cached = json.loads(cache_file.read_text())
-        except (OSError, ValueError):
-            cached = {}
-        pages = cached.get("pages") if isinstance(cached, dict) and cached.get("api") == mask(api) else None
+        cached = read_json(cache_file)
+        pages = cached.get("pages") if cached.get("api") == mask(api) else None
         self.pages: dict[str, dict] = pages if isinstance(pages, dict) else {}
         self.fresh_pages = self.unchanged_pages = 0
 

@@ -106,10 +106,6 @@ class Settings:
         return str((self.tools / "bin" / name).absolute())  # not resolve(): a venv python is a symlink
 
     @property
-    def package(self) -> str:
-        return self.get("PACKAGE")
-
-    @property
     def manifest(self) -> Path | None:
         """The runtime self-install's pins (src/<package>/models.lock.json), when the project uses it."""
         value = self.get("MODELS_MANIFEST")

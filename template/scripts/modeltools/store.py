@@ -31,7 +31,16 @@ import urllib3
 from tqdm import tqdm
 
 from modeltools.errors import UserError, mask
-from modeltools.files import HashCache, describe_os_error, is_locked, link_or_copy, locked, sha256_of, write_atomic
+from modeltools.files import (
+    HashCache,
+    describe_os_error,
+    is_locked,
+    link_or_copy,
+    locked,
+    read_json,
+    sha256_of,
+    write_atomic,
+)
 from modeltools.http import TIMEOUT, Session, failure
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -341,8 +350,4 @@ class ModelStore:
         return freed
 
     def _index(self) -> dict[str, str]:
-        try:
-            urls = json.loads((self.root / "urls.json").read_text())
-        except (OSError, ValueError):
-            return {}
-        return {k: v for k, v in urls.items() if isinstance(v, str)} if isinstance(urls, dict) else {}
+        return {k: v for k, v in read_json(self.root / "urls.json").items() if isinstance(v, str)}

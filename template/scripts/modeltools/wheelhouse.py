@@ -89,9 +89,9 @@ def fill(settings: Settings, lock: Lock, lock_text: str, dest: Path, models: dic
     try:
         dest.mkdir(parents=True, exist_ok=True)
         for path in models.values():
-            target = dest / path.name
-            if not target.exists() or settings.hashes.sha256(target) != settings.hashes.sha256(path):
-                link_or_copy(path, target)
+            linked = dest / path.name
+            if not linked.exists() or settings.hashes.sha256(linked) != settings.hashes.sha256(path):
+                link_or_copy(path, linked)
         house = Wheelhouse(dest, settings.hashes)
         for stray in house.strays(lock):
             stray.unlink()
