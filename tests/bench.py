@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -140,14 +141,20 @@ def install_benchmarks(bench: Bench, project: Path) -> None:
 
     pip_install = [python, "-m", "pip", "install", "--quiet", "--no-index", "--find-links", str(wheels),
                    "--require-hashes", "--no-deps", "-r", str(lock)]  # fmt: skip
-    uv_venv = [tools["uv"], "venv", "--quiet", "--python", sys.executable, str(venv)]
+    # The interpreter as the project's Makefile names it (PYTHON := python$(PYTHON_VERSION)), found on PATH as a
+    # user's shell finds it (a pyenv shim, say), and by its absolute path: the lookup is part of the time.
+    version = re.search(r"^PYTHON_VERSION := (\S+)$", (project / "Makefile").read_text(), re.M)[1]
+    uv_venv = [tools["uv"], "venv", "--quiet", "--python", f"python{version}", str(venv)]
+    uv_venv_absolute = [tools["uv"], "venv", "--quiet", "--python", os.path.realpath(sys.executable), str(venv)]
     bench.side_by_side("cold .venv from build/wheels", {
         "make install INSTALLER=pip-tools": (
             remove_venv, lambda: bench.run(make_argv(project, "install", "INSTALLER=pip-tools"), project)),
         "make install INSTALLER=uv": (
             remove_venv, lambda: bench.run(make_argv(project, "install", "INSTALLER=uv"), project)),
-        "uv venv + uv pip sync (bare)": (
+        f"uv venv --python python{version} + uv pip sync (bare)": (
             remove_venv, lambda: _timed_pair(bench, project, [uv_venv, uv_sync], sealed)),
+        "uv venv --python <absolute path> + uv pip sync (bare)": (
+            remove_venv, lambda: _timed_pair(bench, project, [uv_venv_absolute, uv_sync], sealed)),
         "pip install --no-index --require-hashes (bare)": (
             fresh_venv(False), lambda: bench.run(pip_install, project, sealed)),
     })  # fmt: skip

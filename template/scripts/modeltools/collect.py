@@ -146,7 +146,7 @@ def collect_models(settings: Settings, upgrade: bool = False, check_fit: bool = 
     locked = locked_hashes(lock)
     wheel_sources = read_wheel_sources(paths.urls, settings.models_url)
     range_sources = read_range_sources(paths.ranges)
-    packaged = pipelines.packaged(settings)
+    packaged = pipelines.packaged(paths.pipelines, paths.build, settings.hashes)
     check_unique([*wheel_sources, *range_sources, *packaged])
     spacy = SpacyCheck(settings, lock)
     fetcher = Fetcher.of(settings)

@@ -46,7 +46,14 @@ def origin(url: str) -> tuple[str, str, int]:
 
 
 def host(url: str) -> str:
+    """The host[:port] of a URL, without its user-info."""
     return urllib.parse.urlsplit(url).netloc.rpartition("@")[2]
+
+
+def without_userinfo(url: str, keep_query: bool = True) -> str:
+    """The URL without user:password@ (and, unless keep_query, without the query and fragment a token may hide in)."""
+    parts = urllib.parse.urlsplit(url)._replace(netloc=host(url))
+    return urllib.parse.urlunsplit(parts if keep_query else parts._replace(query="", fragment=""))
 
 
 @dataclass(frozen=True)

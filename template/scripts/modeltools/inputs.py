@@ -103,10 +103,17 @@ CONFLICT = re.compile(r"^(<<<<<<<|=======|>>>>>>>|\|\|\|\|\|\|\|)( |$)")
 ARCHIVES = (".whl", ".tar.gz")
 
 
-def misplaced(text: str, where: str, file_kind: str) -> UserError | None:
-    """A line that is not what this file holds, named for what it is, with where it belongs."""
+def conflict_marker(text: str, where: str) -> UserError | None:
+    """A merge-conflict marker left in a line (<<<<<<<, =======, >>>>>>>, |||||||), named."""
     if CONFLICT.match(text):
         return UserError(f"{where} is a merge-conflict marker ({text[:7]}): resolve the conflict in that file first")
+    return None
+
+
+def misplaced(text: str, where: str, file_kind: str) -> UserError | None:
+    """A line that is not what this file holds, named for what it is, with where it belongs."""
+    if conflict := conflict_marker(text, where):
+        return conflict
     if text.startswith("-"):
         return UserError(f"{where} is a pip option ({text.split()[0]}): model lists hold no options; remove the line")
     looks_like_url = (
@@ -249,10 +256,8 @@ def requirement_lines(requirements: Path, pins: Path) -> list[tuple[str, Require
     for path in requirement_files(requirements, skip=pins):
         for number, line in enumerate(path.read_text().splitlines(), start=1):
             text, where = strip_comment(line), f"{path.name}:{number}"
-            if CONFLICT.match(text):
-                raise UserError(
-                    f"{where} is a merge-conflict marker ({text[:7]}): resolve the conflict in that file first"
-                )
+            if conflict := conflict_marker(text, where):
+                raise conflict
             with contextlib.suppress(InvalidRequirement):
                 found += [(where, Requirement(text))] if text and not text.startswith("-") else []
     return found

@@ -35,7 +35,7 @@ from packaging.version import InvalidVersion, Version
 from modeltools import envs, lockfile, venv
 from modeltools.errors import UserError, run_tool
 from modeltools.fetch import wheels_in_build
-from modeltools.files import project_lock, touch, write_if_changed
+from modeltools.files import HashCache, project_lock, read_json, touch, write_if_changed
 from modeltools.inputs import check_no_model_by_name, read_range_sources, read_wheel_sources
 from modeltools.resolve import write_input
 from modeltools.settings import Settings
@@ -100,46 +100,47 @@ def read_pipeline(directory: Path) -> Pipeline:
     return Pipeline(directory, model, version)
 
 
-def content_digest(settings: Settings, directory: Path) -> str:
+def content_digest(hashes: HashCache, directory: Path) -> str:
     """sha256 over every file that goes into the wheel (names and bytes); hidden files are left out, as spaCy does."""
     digest = hashlib.sha256()
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):
         relative = path.relative_to(directory)
         if not any(part.startswith(".") for part in relative.parts):
-            digest.update(f"{relative.as_posix()}\0{settings.hashes.sha256(path)}\n".encode())
+            digest.update(f"{relative.as_posix()}\0{hashes.sha256(path)}\n".encode())
     return digest.hexdigest()
 
 
-def record_path(settings: Settings, directory: Path) -> Path:
-    return settings.paths.build / "pipelines" / f"{directory.name}.json"
+def record_path(build: Path, directory: Path) -> Path:
+    return build / "pipelines" / f"{directory.name}.json"
 
 
-def read_record(settings: Settings, directory: Path) -> Record | None:
+def read_record(build: Path, directory: Path) -> Record | None:
+    data = read_json(record_path(build, directory))
     try:
-        data = json.loads(record_path(settings, directory).read_text())
         return Record(data["digest"], data["wheel"], data["sha256"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except KeyError:
         return None
 
 
-def current_wheel(settings: Settings, pipeline: Pipeline, digest: str) -> Path | None:
+def current_wheel(
+    build: Path, hashes: HashCache, pipeline: Pipeline, digest: str, record: Record | None
+) -> Path | None:
     """The wheel built from exactly this content and version, if build/ still holds it unchanged."""
-    record = read_record(settings, pipeline.directory)
-    wheel = settings.paths.build / pipeline.filename
+    wheel = build / pipeline.filename
     if record is None or (record.digest, record.wheel) != (digest, pipeline.filename) or not wheel.is_file():
         return None
-    return wheel if settings.hashes.sha256(wheel) == record.sha256 else None
+    return wheel if hashes.sha256(wheel) == record.sha256 else None
 
 
-def packaged(settings: Settings) -> list[ModelWheel]:
-    """The wheel of every pipeline under pipelines/, each as make package left it; else the command that fixes it."""
+def packaged(root: Path, build: Path, hashes: HashCache) -> list[ModelWheel]:
+    """The wheel of every pipeline under root (pipelines/), each as make package left it in build/; else the
+    command that fixes it."""
     wheels = []
-    for directory in pipeline_dirs(settings.paths.pipelines):
-        pipeline = read_pipeline(directory)
-        digest = content_digest(settings, directory)
-        wheel = current_wheel(settings, pipeline, digest)
+    for directory in pipeline_dirs(root):
+        pipeline, record = read_pipeline(directory), read_record(build, directory)
+        digest = content_digest(hashes, directory)
+        wheel = current_wheel(build, hashes, pipeline, digest, record)
         if wheel is None:
-            record = read_record(settings, directory)
             if record is not None and (record.digest, record.wheel) == (digest, pipeline.filename):
                 what = f"build/{pipeline.filename} is missing or changed since make package built it"
             else:
@@ -169,11 +170,11 @@ def package(settings: Settings) -> None:
 
 
 def package_one(settings: Settings, pipeline: Pipeline) -> None:
-    digest = content_digest(settings, pipeline.directory)
-    if current_wheel(settings, pipeline, digest) is not None:
+    build, hashes = settings.paths.build, settings.hashes
+    digest, record = content_digest(hashes, pipeline.directory), read_record(build, pipeline.directory)
+    if current_wheel(build, hashes, pipeline, digest, record) is not None:
         print(f"package: {pipeline.label} is unchanged: build/{pipeline.filename}", flush=True)
         return
-    record = read_record(settings, pipeline.directory)
     if record is not None and record.wheel == pipeline.filename and record.digest != digest:
         raise_not_bumped(pipeline, "it was packaged")
     stage = Path(tempfile.mkdtemp(prefix=f".stage-{pipeline.directory.name}-", dir=settings.paths.build))
@@ -185,7 +186,7 @@ def package_one(settings: Settings, pipeline: Pipeline) -> None:
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     record = Record(digest, pipeline.filename, sha256)
-    write_if_changed(record_path(settings, pipeline.directory), json.dumps(asdict(record), indent=1) + "\n")
+    write_if_changed(record_path(build, pipeline.directory), json.dumps(asdict(record), indent=1) + "\n")
     print(f"package: {pipeline.label} -> build/{pipeline.filename} (sha256 {record.sha256[:12]}…)", flush=True)
 
 
@@ -210,7 +211,7 @@ def check_version_is_new(settings: Settings, pipeline: Pipeline, sha256: str) ->
         if f"sha256:{sha256}" not in entry.hashes:
             raise_not_bumped(pipeline, f"requirements.txt locked {pipeline.model}=={pipeline.version}")
         return
-    record = read_record(settings, pipeline.directory)
+    record = read_record(settings.paths.build, pipeline.directory)
     existing = settings.paths.build / pipeline.filename
     rebuilt = record is not None and record.sha256 == sha256  # the recorded content again: a changed file is replaced
     if existing.is_file() and not rebuilt and settings.hashes.sha256(existing) != sha256:

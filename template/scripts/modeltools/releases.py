@@ -27,7 +27,7 @@ from packaging.version import Version
 
 from modeltools.errors import UserError, mask
 from modeltools.files import read_json, write_if_changed
-from modeltools.http import Session, failure, get
+from modeltools.http import Session, failure, get, host, origin, without_userinfo
 from modeltools.settings import Settings
 from modeltools.wheels import archive_name
 
@@ -178,25 +178,15 @@ def index_links(session: Session, index: str, names: Iterable[str]) -> list[Mode
         response = get(session, url, "the team index failed (check SPACY_MODELS_INDEX)", ok=(404,))
         if response.status_code == 404:
             continue
-        if _site(response.url) != _site(url):  # e.g. pypiserver's fallback to PyPI: not the team's file
-            print(f"links: the team index sends {name} to {_site(response.url)[1]}, another host: left out", flush=True)
+        if origin(response.url) != origin(url):  # e.g. pypiserver's fallback to PyPI: not the team's file
+            print(f"links: the team index sends {name} to {host(response.url)}, another host: left out", flush=True)
             continue
         page = response.content[:20_000_000].decode("utf-8", errors="replace")
         links += [
-            ModelLink(link.filename, _without_userinfo(link.url), link.sha256)
+            ModelLink(link.filename, without_userinfo(link.url), link.sha256)
             for link in links_in_page(page, response.url)
         ]
     return links
-
-
-def _site(url: str) -> tuple[str, str]:
-    parts = urllib.parse.urlsplit(url)
-    return parts.scheme.lower(), parts.netloc.rpartition("@")[2].lower()
-
-
-def _without_userinfo(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def render_page(links: Iterable[ModelLink]) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import urllib.parse
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
@@ -16,6 +15,7 @@ from packaging.utils import canonicalize_name
 from modeltools import collect, envs, lockfile
 from modeltools.errors import run_tool
 from modeltools.files import project_lock, write_atomic
+from modeltools.http import without_userinfo
 from modeltools.settings import Settings
 
 INPUTS = "nlp-template:inputs"
@@ -33,7 +33,7 @@ def write(settings: Settings, requirements: Path, models: list[collect.Model]) -
     paths = settings.paths
     dest = paths.build / "sbom.cdx.json" if requirements == paths.lock else requirements.with_name("sbom.cdx.json")
     locked = {e.name for e in lockfile.parse(requirements.read_text()).entries if e.is_model}
-    urls = {m.wheel.name: public(m.url) for m in models if m.url and m.wheel.name in locked}
+    urls = {m.wheel.name: without_userinfo(m.url, keep_query=False) for m in models if m.url and m.wheel.name in locked}
     tool = paths.root / "scripts" / "sbom.txt"
     digest = hashlib.sha256(requirements.read_bytes() + tool.read_bytes() + repr(sorted(urls.items())).encode())
     inputs = {"name": INPUTS, "value": digest.hexdigest()}
@@ -56,9 +56,3 @@ def write(settings: Settings, requirements: Path, models: list[collect.Model]) -
     bom["metadata"].setdefault("properties", []).append(inputs)
     write_atomic(dest, json.dumps(bom, indent=2, sort_keys=True) + "\n")
     return dest
-
-
-def public(url: str) -> str:
-    """A URL without what may hold a credential: user-info, query and fragment."""
-    parts = urllib.parse.urlsplit(url)
-    return urllib.parse.urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
