@@ -143,7 +143,7 @@ class Fetcher:
         entry = self.store.built_from(sdist_sha256) if sdist_sha256 else None
         if entry is None:
             if source.local:
-                sdist = Path(urllib.parse.unquote(urllib.parse.urlsplit(source.url).path))
+                sdist = source.path
                 if not sdist.is_file():
                     raise UserError(f"{source.where}: {sdist} does not exist: fix the path")
                 sdist_sha256 = sha256_of(sdist)
@@ -194,7 +194,7 @@ class Fetcher:
         self, source: WheelSource, name: NormalizedName, version: Version | None, expected: Expected | None
     ) -> ModelWheel:
         """A wheel given as a file: checked where it is, then copied into build/ (once)."""
-        path = Path(urllib.parse.unquote(urllib.parse.urlsplit(source.url).path))
+        path = source.path
         if not path.is_file():
             raise UserError(f"{source.where}: {path} does not exist: fix the path, or run make package if it is yours")
         self.check_hash(path, expected, str(path))

@@ -26,6 +26,11 @@ INCLUDE = re.compile(r"^\s*(-r|-c|--requirement|--constraint)(?:\s+|=)(\S+)")
 SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
+def url_filename(url: str) -> str:
+    """The file name a URL ends with, percent-decoded."""
+    return urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
+
+
 @dataclass(frozen=True)
 class WheelSource:
     """One line of requirements-model.in.url: where the wheel (or the sdist it is built from) comes from."""
@@ -36,7 +41,12 @@ class WheelSource:
 
     @property
     def filename(self) -> str:
-        return urllib.parse.unquote(urllib.parse.urlsplit(self.url).path.rsplit("/", 1)[-1])
+        return url_filename(self.url)
+
+    @property
+    def path(self) -> Path:
+        """The local file of a file: URL."""
+        return Path(urllib.parse.unquote(urllib.parse.urlsplit(self.url).path))
 
     @property
     def name(self) -> NormalizedName:
@@ -179,7 +189,7 @@ def read_wheel_sources(path: Path, base_url: str) -> list[WheelSource]:
         if re.search(r"\s", location):
             raise UserError(f"{where}: a URL has no spaces; percent-encode them (%20) or fix the line")
         url = _location(location, base_url, path.parent, where)
-        filename = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
+        filename = url_filename(url)
         expected_identity(filename, where)  # a plain wheel or sdist name, checked now
         sources.append(WheelSource(url, read_fragment(fragment, filename, where), where))
     return sources

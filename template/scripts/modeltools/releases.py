@@ -28,6 +28,7 @@ from packaging.version import Version
 from modeltools.errors import UserError, mask
 from modeltools.files import read_json, write_if_changed
 from modeltools.http import Session, failure, get, host, origin, without_userinfo
+from modeltools.inputs import url_filename
 from modeltools.settings import Settings
 from modeltools.wheels import archive_name
 
@@ -163,7 +164,7 @@ def links_in_page(text: str, base: str) -> list[ModelLink]:
     links = []
     for href in parser.hrefs:
         url, _, fragment = urllib.parse.urljoin(base, href).partition("#")
-        filename = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
+        filename = url_filename(url)
         digest = re.fullmatch(r"sha256=([0-9a-f]{64})", fragment)
         if filename.endswith((".whl", ".tar.gz")) and _http_url(url):
             links.append(ModelLink(filename, url, digest.group(1) if digest else None))

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 from modeltools import envfile
 from modeltools.errors import Redactor, UserError
 from modeltools.files import HashCache
+from modeltools.inputs import GITHUB_RELEASES
 
 if TYPE_CHECKING:
     from modeltools.http import Session
     from modeltools.store import ModelStore
 
-GITHUB_RELEASES = "https://github.com/explosion/spacy-models/releases/download"
 GITHUB_API = "https://api.github.com/repos/explosion/spacy-models"
 HF_ENDPOINT = "https://huggingface.co"
 INSTALLERS = ("pip-tools", "uv")
