@@ -242,10 +242,8 @@ def check_models(settings: Settings) -> None:
         misfits.append(model.wheel.pin)
         print(line + f"does not fit: {reason.split(', but ', 1)[1]}")
         series = spacy.series()
-        fitting = sorted(
-            {str(i[1]) for link in links if (i := link.identity()) and i[0] == model.wheel.name and series
-             and i[1].release[:2] == series}, key=Version,
-        )  # fmt: skip
+        versions = sorted(releases.releases_of(model.wheel.name, links))
+        fitting = [str(version) for version in versions if series and version.release[:2] == series]
         if fitting:
             print(f"check-models:   releases of {model.wheel.display_name} made for spaCy {series[0]}.{series[1]} "
                   f"(spaCy's model versions follow its own): {', '.join(fitting)}")  # fmt: skip

@@ -18,7 +18,7 @@ from packaging.version import Version
 from modeltools.errors import UserError
 from modeltools.fetch import Expected, Fetcher, wheels_in_build
 from modeltools.inputs import RangeSource, WheelSource, mirror_url
-from modeltools.releases import ModelLink
+from modeltools.releases import ModelLink, releases_of
 from modeltools.wheels import ModelWheel, read_model_wheel, wheel_filename
 
 MAX_TRIES = 3  # releases in range tried, newest first, before giving up on a model that does not fit
@@ -27,11 +27,7 @@ MAX_TRIES = 3  # releases in range tried, newest first, before giving up on a mo
 def candidates(source: RangeSource, links: list[ModelLink]) -> list[tuple[Version, ModelLink]]:
     """The releases of this model in range, newest first (pre-releases as packaging allows them); a wheel wins
     over an sdist of the same release."""
-    releases: dict[Version, ModelLink] = {}
-    for link in sorted(links, key=lambda link: link.filename.endswith(".whl")):
-        identity = link.identity()
-        if identity and identity[0] == source.name:
-            releases[identity[1]] = link
+    releases = releases_of(source.name, links)
     allowed = set(source.requirement.specifier.filter(releases))
     return sorted(((v, releases[v]) for v in allowed), key=lambda item: item[0], reverse=True)
 
@@ -68,22 +64,31 @@ def checked(wheel: ModelWheel, source: RangeSource) -> ModelWheel:
     return wheel
 
 
+def locked_release(
+    source: RangeSource, locked: dict[NormalizedName, tuple[str, str]], upgrade: bool
+) -> tuple[str, Expected] | None:
+    """The version requirements.txt locks for a ranged model, and its file's hash: kept while in range, until
+    make upgrade."""
+    pinned = locked.get(source.name)
+    if upgrade or not pinned or not source.requirement.specifier.contains(pinned[0], prereleases=True):
+        return None
+    return pinned[0], Expected(pinned[1], "requirements.txt", "run make upgrade to lock a new file")
+
+
 def pinned_wheel(
     fetcher: Fetcher, source: RangeSource, locked: dict[NormalizedName, tuple[str, str]], upgrade: bool
 ) -> ModelWheel | None:
     """The locked release of a ranged model from build/ or the machine's store, by its hash: no page needed."""
-    pinned = locked.get(source.name)
-    if upgrade or not pinned or not source.requirement.specifier.contains(pinned[0], prereleases=True):
+    if (release := locked_release(source, locked, upgrade)) is None:
         return None
-    version, sha256 = Version(pinned[0]), pinned[1]
+    version, expected = Version(release[0]), release[1]
     present = wheels_in_build(fetcher.build).get((source.name, version))
     if present is not None:
-        locked_file = Expected(sha256, "requirements.txt", "run make upgrade to lock a new file")
-        fetcher.check_hash(present, locked_file, f"build/{present.name}")
+        fetcher.check_hash(present, expected, f"build/{present.name}")
         return checked(read_model_wheel(present), source)
-    if fetcher.store.get(sha256) is None:
+    if fetcher.store.get(expected.sha256) is None:
         return None
-    target = fetcher.store.link(sha256, fetcher.build / wheel_filename(source.display_name, version))
+    target = fetcher.store.link(expected.sha256, fetcher.build / wheel_filename(source.display_name, version))
     return checked(read_model_wheel(target), source)
 
 
@@ -100,7 +105,7 @@ def resolve_range(
     requirement = source.requirement
     found = candidates(source, links)
     if not found:
-        known = sorted({str(i[1]) for link in links if (i := link.identity()) and i[0] == source.name})
+        known = [str(version) for version in sorted(releases_of(source.name, links))]
         where_from = "SPACY_MODELS_INDEX" if mirror.models_index else "SPACY_MODELS_API"
         if not known:
             raise UserError(
@@ -111,16 +116,14 @@ def resolve_range(
             f"{source.where}: no release of {source.name} is in {requirement.specifier} "
             f"(there are {', '.join(known)}): widen the range"
         )
-    pinned = locked.get(source.name)
-    if pinned and not upgrade and requirement.specifier.contains(pinned[0], prereleases=True):
-        link = next((link for version, link in found if str(version) == pinned[0]), None)
+    if release := locked_release(source, locked, upgrade):
+        link = next((link for version, link in found if str(version) == release[0]), None)
         if link is None:
             raise StaleLinksError(
-                f"{source.where}: requirements.txt locks {source.name} {pinned[0]}, which the links page "
+                f"{source.where}: requirements.txt locks {source.name} {release[0]}, which the links page "
                 f"({mirror.page}) does not list: run make links to refresh it"
             )
-        expected = Expected(pinned[1], "requirements.txt", "run make upgrade to lock a new file")
-        return checked(fetcher.wheel(mirror.source(link, source.where), expected), source)
+        return checked(fetcher.wheel(mirror.source(link, source.where), release[1]), source)
     refused = []
     for _, link in found[:MAX_TRIES]:
         offered = link.sha256 if link.filename.endswith(".whl") else None  # an sdist's is checked as it downloads

@@ -53,6 +53,16 @@ class ModelLink:
         return parsed[:2] if parsed else None
 
 
+def releases_of(name: NormalizedName, links: Iterable[ModelLink]) -> dict[Version, ModelLink]:
+    """Every release of a model a links page lists, by version; a wheel wins over an sdist of the same release."""
+    releases = {}
+    for link in sorted(links, key=lambda link: link.filename.endswith(".whl")):
+        identity = link.identity()
+        if identity and identity[0] == name:
+            releases[identity[1]] = link
+    return releases
+
+
 def _http_url(value: object) -> str | None:
     return value if isinstance(value, str) and urllib.parse.urlsplit(value).scheme in ("http", "https") else None
 
