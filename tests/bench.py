@@ -145,7 +145,9 @@ def install_benchmarks(bench: Bench, project: Path) -> None:
     # user's shell finds it (a pyenv shim, say), and by its absolute path: the lookup is part of the time.
     version = re.search(r"^PYTHON_VERSION := (\S+)$", (project / "Makefile").read_text(), re.M)[1]
     uv_venv = [tools["uv"], "venv", "--quiet", "--python", f"python{version}", str(venv)]
-    uv_venv_absolute = [tools["uv"], "venv", "--quiet", "--python", os.path.realpath(sys.executable), str(venv)]
+    where = [f"python{version}", "-c", "import sys; print(sys.executable)"]
+    absolute = subprocess.run(where, capture_output=True, text=True, check=True).stdout.strip()
+    uv_venv_absolute = [tools["uv"], "venv", "--quiet", "--python", absolute, str(venv)]
     bench.side_by_side("cold .venv from build/wheels", {
         "make install INSTALLER=pip-tools": (
             remove_venv, lambda: bench.run(make_argv(project, "install", "INSTALLER=pip-tools"), project)),

@@ -135,3 +135,16 @@ def test_a_server_without_ranges_restarts_cleanly(
     asked = [r for r in mirror.since(mark) if r.path.endswith(SM_WHEEL) and r.method == "GET"]
     assert [r.status for r in asked] == [200] and asked[0].sent == wheels["sm-3.8.0"].stat().st_size
     assert (project / "build" / SM_WHEEL).read_bytes() == wheels["sm-3.8.0"].read_bytes()
+
+
+def test_a_wheelhouse_without_a_lock_says_make_lock_before_fetching_a_model(
+    project: Path, mirror: Mirror, fresh_cache: dict
+) -> None:
+    (project / "requirements.txt").unlink()
+    for wheel in (project / "build").glob("*.whl"):
+        wheel.unlink()
+    mark = mirror.mark()
+    result = make(project, "wheelhouse", env={**FAST, **fresh_cache}, check=False)
+    assert result.returncode != 0 and "error: requirements.txt is missing: run make lock" in result.stderr
+    assert mirror.since(mark) == [] and not list((project / "build").glob("*.whl")), "no model fetched first"
+    assert "Traceback" not in result.output

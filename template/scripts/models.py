@@ -28,7 +28,7 @@ VERBS: dict[str, tuple[str, str, str]] = {
     "check-models": ("collect", "check_models", "check that each model's own spaCy requirement fits the project's"),
     "lock": ("locking", "lock", "compile requirements.txt with hashes (models from build/ only) if its inputs changed"),
     "upgrade": ("locking", "upgrade", "re-resolve everything, models included, to the newest allowed versions"),
-    "wheelhouse": ("dockerbuild", "wheelhouse_step", "every wheel of requirements.txt into build/wheels, hash-checked"),
+    "wheelhouse": ("dockerbuild", "wheelhouse_step", "put each locked wheel into build/wheels, checked by its hash"),
     "install-failed": ("venv", "install_failed", "after a refused install: name the wheelhouse file to blame"),
     "docker": ("dockerbuild", "docker", "build the image for PLATFORM from its own verified wheelhouse, offline"),
     "docker-verify": ("dockerbuild", "docker_verify", "rebuild IMAGE with --no-cache: it must get the same image ID"),

@@ -19,7 +19,7 @@ import tomli_w
 from packaging.pylock import Package, PackageWheel, Pylock, PylockValidationError
 from packaging.version import Version
 
-from modeltools import collect, dockerbuild, envfile, image, lockfile, wheelhouse
+from modeltools import dockerbuild, envfile, image, lockfile, wheelhouse
 from modeltools.errors import UserError, mask
 from modeltools.files import project_lock, replace_atomic
 from modeltools.settings import Settings
@@ -30,8 +30,7 @@ def bundle(settings: Settings) -> None:
     target = image.image_target(settings)
     paths = settings.paths
     with project_lock(paths.build):
-        found = collect.collect_models(settings)
-        _, lock, wheels = dockerbuild.target_wheelhouse(settings, target, found)
+        _, lock, wheels, found = dockerbuild.target_wheelhouse(settings, target)
         models = {model.wheel.name: model for model in found}
         files = kit(settings, lock, wheels, target, models)
         leaked = [name for name, value in envfile.secret_values(settings.env_values) for data in files.values()

@@ -19,7 +19,7 @@ def wheelhouse_step(settings: Settings) -> None:
     """build/wheels, or the wheelhouse of PLATFORM / IMAGE_PYTHON (build/image/<target>/wheels) when they are set."""
     target = image.image_target(settings)
     with project_lock(settings.paths.build):
-        requirements, _, directory = target_wheelhouse(settings, target, collect_models(settings))
+        requirements, _, directory, _ = target_wheelhouse(settings, target)
         count = len(wheelhouse.Wheelhouse(directory, settings.hashes).by_hash)
     where = "each matching requirements.txt" if requirements == settings.paths.lock else f"for {requirements}"
     print(f"wheelhouse: {count} wheels in {directory}/, {where}", flush=True)
@@ -30,8 +30,7 @@ def docker(settings: Settings) -> None:
 
     target = image.image_target(settings)
     with project_lock(settings.paths.build):  # held through the build: nothing changes the wheelhouse while it is read
-        found = collect_models(settings)
-        requirements, _, house = target_wheelhouse(settings, target, found, fill=False)
+        requirements, _, house, found = target_wheelhouse(settings, target, fill=False)
         image.build(settings, target, requirements, house, sbom.write(settings, requirements, found))
 
 
@@ -51,22 +50,24 @@ def docker_verify(settings: Settings) -> None:
 
 
 def target_wheelhouse(
-    settings: Settings, target: image.ImageTarget, found: list[Model], fill: bool = True
-) -> tuple[Path, lockfile.Lock, Path]:
-    """(requirements file, its lock, wheelhouse directory) for the target, every file by hash.
+    settings: Settings, target: image.ImageTarget, fill: bool = True
+) -> tuple[Path, lockfile.Lock, Path, list[Model]]:
+    """(requirements file, its lock, wheelhouse directory, the project's models) for the target, each file by hash.
 
-    On a machine like the target, requirements.txt and build/wheels (filled, or only verified when
-    fill is False: an image build never downloads); otherwise build/image/<target>/'s.
+    On a machine like the target: requirements.txt and build/wheels, filled, or only verified when fill is
+    False (make docker on this machine: the image build downloads nothing). For another platform:
+    build/image/<target>/'s, always made complete (image_wheelhouse). A missing lock stops it first.
     """
     parsed, text = require_lock(settings)
-    paths = settings.paths
-    if not image.is_host(target, settings.python_version):
-        return image_wheelhouse(settings, target, parsed, text, found)
+    paths, host = settings.paths, image.is_host(target, settings.python_version)
+    if host and not fill:
+        wheelhouse.verify(settings.hashes, parsed, paths.wheels)
+    found = collect_models(settings)
+    if not host:
+        return (*image_wheelhouse(settings, target, parsed, text, found), found)
     if fill:
         wheelhouse.fill(settings, parsed, text, paths.wheels, model_files(found, parsed))
-    else:
-        wheelhouse.verify(settings.hashes, parsed, paths.wheels)
-    return paths.lock, parsed, paths.wheels
+    return paths.lock, parsed, paths.wheels, found
 
 
 def image_wheelhouse(

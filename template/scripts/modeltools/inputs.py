@@ -19,9 +19,9 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 
 from modeltools.errors import UserError
+from modeltools.settings import GITHUB_RELEASES
 from modeltools.wheels import ModelWheel, expected_identity
 
-GITHUB_RELEASES = "https://github.com/explosion/spacy-models/releases/download/"
 INCLUDE = re.compile(r"^\s*(-r|-c|--requirement|--constraint)(?:\s+|=)(\S+)")
 SHA256 = re.compile(r"[0-9a-f]{64}")
 

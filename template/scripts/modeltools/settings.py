@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 from modeltools import envfile
 from modeltools.errors import Redactor, UserError
 from modeltools.files import HashCache
-from modeltools.inputs import GITHUB_RELEASES
 
 if TYPE_CHECKING:
     from modeltools.http import Session
@@ -24,6 +23,7 @@ if TYPE_CHECKING:
 
 GITHUB_API = "https://api.github.com/repos/explosion/spacy-models"
 HF_ENDPOINT = "https://huggingface.co"
+GITHUB_RELEASES = "https://github.com/explosion/spacy-models/releases/download/"
 INSTALLERS = ("pip-tools", "uv")
 TRUE = ("1", "yes", "true", "on")
 # Where pip and uv look for packages: never given to an install, handed to a resolver, a build secret.
