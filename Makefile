@@ -52,9 +52,15 @@ lock: $(VENV)/.installed
 	done
 .PHONY: lock
 
+# The lock is complete (pip-compile --allow-unsafe: pip and setuptools too), so nothing is resolved:
+# --no-deps installs exactly its pins, whatever pip the venv got. Without it, the pip that Python
+# bundles (23.x) resolves an extra such as smart-open[http] against the index's newest release and
+# refuses it. pip check then proves the lock held every dependency.
 $(VENV)/.installed: requirements-dev.txt
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes -r $<
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes -r $<
+	$(VENV)/bin/python -m pip check
 	@touch $@
 
 ## Remove the dev venv, the demo and the test caches (cached model wheels included)
