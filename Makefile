@@ -1,4 +1,8 @@
 # nlp-template's own tasks: run `make` to list them.
+# GNU make 4.0 or newer: make 3.81 (macOS's) ignores .SHELLFLAGS, 3.82 misreads them. Checked first.
+ifneq ($(filter 0.% 1.% 2.% 3.%,$(MAKE_VERSION)),)
+$(error GNU make $(MAKE_VERSION) is too old for this Makefile, which needs 4.0 or newer: install it (macOS: brew install make), then run gmake$(if $(MAKECMDGOALS), $(MAKECMDGOALS)))
+endif
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DELETE_ON_ERROR:

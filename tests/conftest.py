@@ -72,8 +72,10 @@ def shared_tools(isolated_environment: None) -> Path:
     if not stamp.is_file() or stamp.read_bytes() != requirements.read_bytes():
         shutil.rmtree(tools, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "venv", str(tools)], check=True)
-        pip = [str(tools / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-        subprocess.run([*pip, "--require-hashes", "--no-deps", "--requirement", str(requirements)], check=True)
+        pip = [str(tools / "bin" / "python"), "-m", "pip", "--quiet", "--disable-pip-version-check"]
+        locked = ["--require-hashes", "--no-deps", "--requirement", str(requirements)]
+        subprocess.run([*pip, "download", "--dest", str(tools / "wheels"), *locked], check=True)
+        subprocess.run([*pip, "install", "--no-index", "--find-links", str(tools / "wheels"), *locked], check=True)
         shutil.copyfile(requirements, stamp)
     os.environ["TOOLS"] = str(tools)
     return tools
