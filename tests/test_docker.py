@@ -176,7 +176,7 @@ def test_plain_build_after_make_models_with_a_build_secret(
     )  # fmt: skip
     try:
         assert build.returncode == 0, build.stdout + build.stderr
-        assert "no wheelhouse: models from build/ with no index, the other packages from the index" in (
+        assert "no complete wheelhouse in build/: models from build/ with no index, the other packages from the index" in (
             build.stdout + build.stderr
         )
         assert TOKEN not in build.stdout + build.stderr

@@ -93,4 +93,4 @@ def test_a_generated_makefile_refuses_an_old_make(tmp_path: Path, rendered: Path
     (line,) = result.output.strip().splitlines()
     assert "GNU make 3.81 is too old" in line and "brew install make" in line and "gmake install" in line
     assert sorted(p.name for p in project.iterdir()) == before
-    assert not (project / "build").exists() and not (project / ".venv").exists()
+    assert [p.name for p in (project / "build").iterdir()] == ["README.md"] and not (project / ".venv").exists()

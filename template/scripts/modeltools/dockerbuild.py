@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import subprocess
 from pathlib import Path
 
-from modeltools import image, lockfile, wheelhouse
+from modeltools import image, imagediff, lockfile, wheelhouse
 from modeltools.collect import Model, collect_models, model_files
+from modeltools.engine import Engine
 from modeltools.errors import UserError
 from modeltools.files import project_lock, write_if_changed
 from modeltools.resolve import compile_lock
@@ -25,28 +25,51 @@ def wheelhouse_step(settings: Settings) -> None:
     print(f"wheelhouse: {count} wheels in {directory}/, {where}", flush=True)
 
 
-def docker(settings: Settings) -> None:
+def docker(settings: Settings, engine: Engine | None = None, made: list[str] | None = None, suffix: str = "") -> None:
+    """make docker: the image IMAGE for PLATFORM; what it made or tagged is added to made."""
     from modeltools import sbom  # it reads the models' sources, from here
 
+    engine = engine or image.engine_for(settings)
     target = image.image_target(settings)
     with project_lock(settings.paths.build):  # held through the build: nothing changes the wheelhouse while it is read
         requirements, _, house, found = target_wheelhouse(settings, target, fill=False)
-        image.build(settings, target, requirements, house, sbom.write(settings, requirements, found))
+        image.build(settings, engine, target, requirements, house, sbom.write(settings, requirements, found),
+                    model_tag_suffix=suffix, made=made)  # fmt: skip
 
 
 def docker_verify(settings: Settings) -> None:
-    """make docker, then the same build with --no-cache under another tag: both must get the same image ID."""
-    docker(settings)
-    engine, name = image.detect_engine(settings.get("CONTAINER_ENGINE")), settings.get("IMAGE")
+    """make docker, then the same build with --no-cache under names of its own: both must be the same image.
+
+    "The same" is what the engine's store makes comparable: the image ID (podman, docker's classic store) or
+    the config digest (docker's containerd store, whose IDs are manifest digests). Whatever the rebuild made is
+    removed, pass or fail, and the real images and model layers are never retagged.
+    """
+    engine = image.engine_for(settings)
+    if not engine.reproducible:
+        raise UserError(f"Docker Engine {'.'.join(map(str, engine.version))} cannot build the same image twice (its "
+                        "BuildKit ignores SOURCE_DATE_EPOCH): use Docker Engine 24 or newer, or podman "
+                        "(CONTAINER_ENGINE=podman), then run make docker-verify")  # fmt: skip
+    docker(settings, engine)
+    name = settings.get("IMAGE")
     options = f"{settings.get('DOCKER_BUILD_ARGS')} --no-cache"
     again = Settings({**settings.environ, "IMAGE": f"{name}-verify", "DOCKER_BUILD_ARGS": options}, settings.paths)
-    docker(again)
-    first, second = image.image_id(engine, name), image.image_id(engine, again.get("IMAGE"))
-    if first != second:
-        raise UserError(f"a --no-cache rebuild of {name}, {again.get('IMAGE')}, has another image ID: compare the "
-                        f"RootFS.Layers of both ({engine} image inspect) to find the step that varies")  # fmt: skip
-    subprocess.run([engine, "rmi", again.get("IMAGE")], capture_output=True)
-    print(f"docker-verify: a --no-cache rebuild of {name} gave the same image ID, {first}")
+    made: list[str] = []
+    try:
+        docker(again, engine, made, suffix="-verify")
+        same = identity(engine, name) == identity(engine, again.get("IMAGE"))
+        if not same:
+            where = imagediff.first_difference(engine, name, again.get("IMAGE"))
+            raise UserError(f"a --no-cache rebuild of {name} is another image: {where}. Fix the step that writes it "
+                            "(a time, a random name, an install-time value), then run make docker-verify")  # fmt: skip
+    finally:
+        engine.remove(*made)
+    print(f"docker-verify: a --no-cache rebuild of {name} gave the same image, {identity(engine, name)}")
+
+
+def identity(engine: Engine, name: str) -> str | None:
+    """What tells two builds apart on this engine's store: the image ID, or on docker's containerd store the
+    config digest."""
+    return imagediff.config_digest(engine, name) if engine.store == "containerd" else engine.image_id(name)
 
 
 def target_wheelhouse(

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modeltools import lockfile, wheelhouse
-from modeltools.errors import UserError, run_tool
+from modeltools.engine import Engine, detect, engine_environment
+from modeltools.errors import UserError
 from modeltools.files import read_json, write_atomic, write_if_changed
 from modeltools.settings import SOURCE_VARIABLES, Settings
 
@@ -38,7 +39,7 @@ ARCHITECTURES = {"amd64": "x86_64", "arm64": "aarch64"}
 MACHINE_ALIASES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 MODEL_EPOCH = 315532800  # 1980-01-01, the oldest time a zip can hold: every model layer's file times
 HISTORY_NOISE = r"^(\|\d+ (\S+=\S* )*)?(/bin/sh -c )?(#\(nop\) )?|\b(dir|file|multi):[0-9a-f]+ "  # in `history`
-MODEL_LAYER = "ARG FROM\nFROM ${{FROM}}\nCOPY . /opt/spacy-models/{directory}/\n"
+MODEL_LAYER = "ARG FROM\nFROM ${FROM}\nCOPY . /\n"
 
 
 @dataclass(frozen=True)
@@ -122,16 +123,9 @@ def is_host(target: ImageTarget, python_version: str) -> bool:
     return not target.glibc_given or (glibc is not None and glibc <= wanted)
 
 
-def detect_engine(requested: str) -> str:
-    if requested:
-        if shutil.which(requested) is None:
-            raise UserError(f"CONTAINER_ENGINE={requested} is not installed: install it or set CONTAINER_ENGINE")
-        return requested
-    if shutil.which("docker") and subprocess.run(["docker", "info"], capture_output=True).returncode == 0:
-        return "docker"
-    if shutil.which("podman"):
-        return "podman"
-    raise UserError("no container engine found: install podman or docker, or set CONTAINER_ENGINE")
+def engine_for(settings: Settings) -> Engine:
+    """The engine of CONTAINER_ENGINE (or found), checked before anything is built, with its environment."""
+    return detect(settings.get("CONTAINER_ENGINE"), engine_environment(settings.environ, list(settings.env_values)))
 
 
 def build_inputs(settings: Settings, target: ImageTarget, requirements: Path, house: Path, extra: tuple) -> str:
@@ -139,77 +133,89 @@ def build_inputs(settings: Settings, target: ImageTarget, requirements: Path, ho
     root = settings.paths.root
     digest = hashlib.sha256(repr((target, settings.get("IMAGE"), settings.get("BASE_IMAGE"), extra)).encode())
     sources = [p for p in sorted((root / "src").rglob("*")) if p.is_file() and "__pycache__" not in p.parts]
-    for path in [root / "Dockerfile", root / ".dockerignore", requirements, house / ".complete", *sources]:
+    script = root / "scripts" / "image-install.sh"
+    for path in [root / "Dockerfile", root / ".dockerignore", script, requirements, house / ".complete", *sources]:
         digest.update(f"{path.relative_to(root)} {settings.hashes.sha256(path) if path.exists() else '-'}\n".encode())
     settings.hashes.save()
     return digest.hexdigest()
 
 
-def image_id(engine: str, image: str) -> str | None:
-    result = subprocess.run([engine, "image", "inspect", image], capture_output=True, text=True)
-    try:
-        return json.loads(result.stdout)[0]["Id"] if result.returncode == 0 else None
-    except (ValueError, LookupError, TypeError):
-        return None
-
-
-def is_up_to_date(settings: Settings, engine: str, inputs: str) -> bool:
+def is_up_to_date(settings: Settings, engine: Engine, inputs: str) -> bool:
     """Built from these very inputs, and still in the engine: nothing to do (DOCKER_BUILD_ARGS always builds)."""
     built = read_json(settings.paths.build / "image" / "built.json").get(settings.get("IMAGE"))
     return (
         isinstance(built, dict)
         and not settings.get("DOCKER_BUILD_ARGS")
         and built.get("inputs") == inputs
-        and (built.get("id") is not None and built.get("id") == image_id(engine, settings.get("IMAGE")))
+        and (built.get("id") is not None and built.get("id") == engine.image_id(settings.get("IMAGE")))
     )
 
 
-def remember_build(settings: Settings, engine: str, inputs: str) -> None:
+def remember_build(settings: Settings, engine: Engine, inputs: str) -> None:
     record = settings.paths.build / "image" / "built.json"
     known = read_json(record)
-    known[settings.get("IMAGE")] = {"inputs": inputs, "id": image_id(engine, settings.get("IMAGE"))}
+    known[settings.get("IMAGE")] = {"inputs": inputs, "id": engine.image_id(settings.get("IMAGE"))}
     write_atomic(record, json.dumps(known, indent=1) + "\n")
 
 
-def build(settings: Settings, target: ImageTarget, requirements: Path, wheelhouse_dir: Path, sbom: Path) -> None:
-    """The engine's build, offline, the pip sources of .env handed over as a build secret."""
-    engine = detect_engine(settings.get("CONTAINER_ENGINE"))
+def build(
+    settings: Settings,
+    engine: Engine,
+    target: ImageTarget,
+    requirements: Path,
+    wheelhouse_dir: Path,
+    sbom: Path,
+    *,
+    model_tag_suffix: str = "",
+    made: list[str] | None = None,
+) -> None:
+    """The engine's build, offline, the pip sources of .env handed over as a build secret.
+
+    Every image it tags (its model layers', then IMAGE) is added to made as soon as it is asked for, so a
+    caller can remove them, even after a failure; model_tag_suffix keeps a verify run's model layers apart.
+    """
+    made = made if made is not None else []
     image, base = settings.get("IMAGE"), settings.get("BASE_IMAGE")
     if not image or not base:
         raise UserError("IMAGE and BASE_IMAGE must be set (the Makefile sets both): run make docker")
     root, epoch, uv = settings.paths.root, source_date_epoch(settings), uv_wheel(settings, target)
     inputs = build_inputs(
-        settings, target, requirements, wheelhouse_dir, (epoch, uv and uv.name, settings.hashes.sha256(sbom))
-    )
+        settings, target, requirements, wheelhouse_dir,
+        (epoch, uv and uv.name, settings.hashes.sha256(sbom), engine.program, engine.version, engine.store),
+    )  # fmt: skip
     if is_up_to_date(settings, engine, inputs):
         print(f"docker: {image} is up to date: nothing it is built from changed (DOCKER_BUILD_ARGS=--no-cache builds)")
         return
+    if not engine.reproducible:
+        print(f"docker: Docker Engine {'.'.join(map(str, engine.version))} cannot build reproducible images (its "
+              "BuildKit ignores SOURCE_DATE_EPOCH): the image is built, but another build gets another ID; "
+              "Docker Engine 24 or newer, or podman, give the same image every time", flush=True)  # fmt: skip
     house, locked = wheelhouse.Wheelhouse(wheelhouse_dir, settings.hashes), lockfile.parse(requirements.read_text())
     wheels = sorted(filter(None, (house.find(e) for e in locked.entries if e.is_model)))
-    models = models_image(settings, engine, target, base, wheels)
+    models = models_image(settings, engine, target, base, wheels, model_tag_suffix, made)
     secrets = {name: settings.get(name) for name in SOURCE_VARIABLES if settings.get(name)}
     uv_args = [f"UV_WHEEL={uv.relative_to(root)}", f"UV_SHA256={settings.hashes.sha256(uv)}"] if uv else []
     with tempfile.TemporaryDirectory(prefix="image-secret-") as private:
         secret = Path(private) / SECRET_ID
         write_atomic(secret, "".join(f"{name}={value}\n" for name, value in secrets.items()), private=True)
-        command = [engine, "build", "--network=none", "--platform", target.platform,
-                   "--secret", f"id={SECRET_ID},src={secret}", *reproducible(engine, epoch),
-                   *(item for arg in [f"BASE_IMAGE={base}", f"MODELS_IMAGE={models}",
+        command = ["build", "--network=none", "--platform", target.platform,
+                   "--secret", f"id={SECRET_ID},src={secret}", *engine.build_flags(epoch),
+                   *(item for arg in [f"BASE_IMAGE={base}", f"MODELS_IMAGE={models}", "MODEL_LAYERS=1",
                                       f"REQUIREMENTS={requirements.relative_to(root)}",
                                       f"WHEELHOUSE={wheelhouse_dir.relative_to(root)}",
                                       f"SBOM={sbom.relative_to(root)}", *uv_args] for item in ("--build-arg", arg)),
                    "--label", f"nlp-template.sbom.sha256={settings.hashes.sha256(sbom)}",
                    "--tag", image, *shlex.split(settings.get("DOCKER_BUILD_ARGS")), str(root)]  # fmt: skip
-        print(settings.redact("$ " + shlex.join(command).replace(str(secret), "<build secret>")), flush=True)
-        # .env's variables stay out of the engine's environment: a `--build-arg NAME` could not take one
-        engine_env = {k: v for k, v in settings.environ.items() if k not in settings.env_values}
-        run_tool(command, what=f"{engine} build", redact=settings.redact, env=engine_env,
-                 fix="Read the build's output above; the wheelhouse was complete and verified")  # fmt: skip
-    remember_build(settings, engine, inputs)
+        print(settings.redact("$ " + shlex.join([engine.program, *command]).replace(str(secret), "<build secret>")),
+              flush=True)  # fmt: skip
+        made.append(image)
+        engine.tool(command, what=f"{engine.program} build", redact=settings.redact,
+                    fix="Read the build's output above; the wheelhouse was complete and verified")  # fmt: skip
+    if not model_tag_suffix:
+        remember_build(settings, engine, inputs)
     show_layers(settings, engine, image)
-    print(
-        f"docker: built {image} for {target.platform}; try: {engine} run --rm --network=none {image} 'Acme hired Ada'"
-    )
+    print(f"docker: built {image} for {target.platform}; try: {engine.program} run --rm --network=none {image} "
+          "'Acme hired Ada'")  # fmt: skip
 
 
 def source_date_epoch(settings: Settings) -> int:
@@ -222,14 +228,21 @@ def source_date_epoch(settings: Settings) -> int:
     return int(value or MODEL_EPOCH)
 
 
-def reproducible(engine: str, epoch: int) -> list[str]:
-    """podman: every time in the image (file times too) is epoch; docker: BuildKit's SOURCE_DATE_EPOCH."""
-    flags = ["--build-arg", f"SOURCE_DATE_EPOCH={epoch}"]
-    return flags + (["--timestamp", str(epoch), "--identity-label=false"] if "podman" in Path(engine).name else [])
+def models_image(
+    settings: Settings,
+    engine: Engine,
+    target: ImageTarget,
+    base: str,
+    wheels: list[Path],
+    tag_suffix: str,
+    made: list[str],
+) -> str:
+    """The base image plus one layer a model, each made by a build of its own with MODEL_EPOCH as its time.
 
-
-def models_image(settings: Settings, engine: str, target: ImageTarget, base: str, wheels: list[Path]) -> str:
-    """The base image plus one layer a model, each made by a build of its own with MODEL_EPOCH as its time."""
+    Each build's context is the model's files laid out as they land (opt/spacy-models/<name>-<version>/),
+    every entry with MODEL_EPOCH as its time, copied with COPY . /: the layer's bytes depend on the wheel
+    alone, on any engine or machine, with or without a cache. Returns the top image; each tag goes to made.
+    """
     root = settings.paths.build / "image" / "models"
     key, parent = hashlib.sha256(f"{base} {target.platform}".encode()), base
     directories = {settings.hashes.sha256(wheel)[:32]: wheel for wheel in wheels}
@@ -238,23 +251,29 @@ def models_image(settings: Settings, engine: str, target: ImageTarget, base: str
     no_cache = ["--no-cache"] if "--no-cache" in settings.get("DOCKER_BUILD_ARGS") else []
     for name, wheel in directories.items():
         key.update(name.encode())
-        tag = f"localhost/spacy-models:{key.hexdigest()[:20]}"
+        tag = f"localhost/spacy-models:{key.hexdigest()[:20]}{tag_suffix}"
         print(f"docker: {wheel.name}: a layer of its own under {tag}", flush=True)
         dockerfile = root / f"{name}.Dockerfile"  # beside its context, not in it
-        write_if_changed(dockerfile, MODEL_LAYER.format(directory="-".join(wheel.name.split("-")[:2])))
-        command = [engine, "build", "--quiet", "--network=none", "--platform", target.platform,
-                   *reproducible(engine, MODEL_EPOCH), "--build-arg", f"FROM={parent}", "--file", str(dockerfile),
-                   "--tag", tag, *no_cache, str(unpack(wheel, root / name))]  # fmt: skip
-        run_tool(command, what=f"{engine} build of {wheel.name}'s layer", redact=settings.redact, quiet=True,
-                 fix="Read the engine's message above")  # fmt: skip
+        write_if_changed(dockerfile, MODEL_LAYER)
+        directory = "-".join(wheel.name.split("-")[:2])
+        context = unpack(wheel, root / name, f"opt/spacy-models/{directory}")
+        command = ["build", "--quiet", "--network=none", "--platform", target.platform,
+                   *engine.build_flags(MODEL_EPOCH), "--build-arg", f"FROM={parent}", "--file", str(dockerfile),
+                   "--tag", tag, *no_cache, str(context)]  # fmt: skip
+        made.append(tag)
+        engine.tool(command, what=f"{engine.program} build of {wheel.name}'s layer", redact=settings.redact,
+                    quiet=True, fix="Read the engine's message above")  # fmt: skip
         parent = tag
     return parent
 
 
-def unpack(wheel: Path, directory: Path) -> Path:
-    """The wheel's files as an install places them (a model wheel is pure), with fixed modes and times."""
-    if directory.is_dir():
+def unpack(wheel: Path, directory: Path, within: str) -> Path:
+    """A build context holding the wheel's files as an install places them (a model wheel is pure) under
+    within (opt/spacy-models/<name>-<version>), every entry, directories above included, with fixed modes and
+    times."""
+    if (directory / within).is_dir():
         return directory
+    shutil.rmtree(directory, ignore_errors=True)  # a context of the older layout
     partial = directory.with_name(directory.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     with zipfile.ZipFile(wheel) as archive:
@@ -262,7 +281,7 @@ def unpack(wheel: Path, directory: Path) -> Path:
             raise UserError(
                 f"{wheel.name} has a .data directory: package the model with spacy package, then make models"
             )
-        archive.extractall(partial)
+        archive.extractall(partial / within)
     for path in [partial, *partial.rglob("*")]:
         os.chmod(path, 0o755 if path.is_dir() else 0o644)
         os.utime(path, (MODEL_EPOCH, MODEL_EPOCH))
@@ -286,13 +305,15 @@ def uv_wheel(settings: Settings, target: ImageTarget) -> Path | None:
     return wheelhouse.Wheelhouse(directory, settings.hashes).find(entry) if choice == "uv" else None
 
 
-def show_layers(settings: Settings, engine: str, image: str) -> None:
+def show_layers(settings: Settings, engine: Engine, image: str) -> None:
     """The image's layers with their sizes, newest first (the model layers at the bottom, above the base's)."""
-    found = run_tool([engine, "history", "--no-trunc", "--format", "json", image], quiet=True,
-                     what=f"{engine} history", redact=settings.redact, fix="Run make docker again")  # fmt: skip
+    form = "json" if engine.podman else "{{json .}}"  # Docker 20.10 knows the template only
+    found = engine.tool(["history", "--no-trunc", "--format", form, image], quiet=True, redact=settings.redact,
+                        what=f"{engine.program} history", fix="Run make docker again")  # fmt: skip
     try:  # podman: one JSON list, sizes in bytes; docker: a JSON object a line, sizes as text
         steps = json.loads(found) if found.lstrip().startswith("[") else [json.loads(x) for x in found.splitlines()]
     except ValueError:
+        print(f"docker: {engine.program} history gave no layer list; {engine.program} history {image} shows it")
         return
     print(f"docker: the layers of {image}, newest first:")
     for step in steps:

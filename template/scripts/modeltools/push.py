@@ -8,33 +8,34 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
-from pathlib import Path
 
-from modeltools import envfile, image
+from modeltools import envfile
 from modeltools.errors import Redactor, UserError
+from modeltools.image import engine_for
 from modeltools.settings import Settings
 
 
 def push(settings: Settings) -> None:
-    engine, name = image.detect_engine(settings.get("CONTAINER_ENGINE")), settings.get("IMAGE")
+    engine, name = engine_for(settings), settings.get("IMAGE")
     registry = registry_of(name)
     user, password = settings.get("REGISTRY_USERNAME"), settings.get("REGISTRY_PASSWORD")
     if bool(user) != bool(password):
         raise UserError("set both REGISTRY_USERNAME and REGISTRY_PASSWORD in .env (or neither: the engine's login)")
     redact = Redactor([password, *(value for _, value in envfile.secret_values(settings.env_values))])
-    podman, certs = "podman" in Path(engine).name, settings.get("REGISTRY_CERT_DIR")
+    podman, certs = engine.podman, settings.get("REGISTRY_CERT_DIR")
     if certs and not podman:
         raise UserError(f"REGISTRY_CERT_DIR is for podman: give docker the CA as /etc/docker/certs.d/{registry}/ca.crt")
     with tempfile.TemporaryDirectory(prefix="registry-login-") as private:
-        options, env = (["--cert-dir", certs] if certs else []), dict(settings.environ)
+        options, env = (["--cert-dir", certs] if certs else []), dict(engine.environ)
         if user:
             options += ["--authfile", f"{private}/auth.json"] if podman else []
             env.update({} if podman else {"DOCKER_CONFIG": private})
-            login = [engine, "login", *options, "--username", user, "--password-stdin", registry]
-            run(login, env, redact, password, f"{engine} login to {registry} as {user} was refused",
+            login = [engine.program, "login", *options, "--username", user, "--password-stdin", registry]
+            run(login, env, redact, password, f"{engine.program} login to {registry} as {user} was refused",
                 "check REGISTRY_USERNAME and REGISTRY_PASSWORD in .env, then run make push")  # fmt: skip
         fix = f"check {registry} in IMAGE and REGISTRY_USERNAME, REGISTRY_PASSWORD in .env, then run make push"
-        output = run([engine, "push", *options, name], env, redact, None, f"{engine} push of {name} failed", fix)
+        output = run([engine.program, "push", *options, name], env, redact, None,
+                     f"{engine.program} push of {name} failed", fix)  # fmt: skip
     print(output, end="")
     print(f"push: {name} is in {registry} (the engine sends only the layers the registry does not hold yet)")
 
