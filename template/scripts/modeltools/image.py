@@ -213,7 +213,7 @@ def build(
                     fix="Read the build's output above; the wheelhouse was complete and verified")  # fmt: skip
     if not model_tag_suffix:
         remember_build(settings, engine, inputs)
-    show_layers(settings, engine, image)
+    show_layers(settings, engine, image, [model_directory(wheel) for wheel in wheels])
     print(f"docker: built {image} for {target.platform}; try: {engine.program} run --rm --network=none {image} "
           "'Acme hired Ada'")  # fmt: skip
 
@@ -255,8 +255,7 @@ def models_image(
         print(f"docker: {wheel.name}: a layer of its own under {tag}", flush=True)
         dockerfile = root / f"{name}.Dockerfile"  # beside its context, not in it
         write_if_changed(dockerfile, MODEL_LAYER)
-        directory = "-".join(wheel.name.split("-")[:2])
-        context = unpack(wheel, root / name, f"opt/spacy-models/{directory}")
+        context = unpack(wheel, root / name, f"opt/spacy-models/{model_directory(wheel)}")
         command = ["build", "--quiet", "--network=none", "--platform", target.platform,
                    *engine.build_flags(MODEL_EPOCH), "--build-arg", f"FROM={parent}", "--file", str(dockerfile),
                    "--tag", tag, *no_cache, str(context)]  # fmt: skip
@@ -265,6 +264,11 @@ def models_image(
                     quiet=True, fix="Read the engine's message above")  # fmt: skip
         parent = tag
     return parent
+
+
+def model_directory(wheel: Path) -> str:
+    """The directory a model wheel's files land in, under /opt/spacy-models: <name>-<version>."""
+    return "-".join(wheel.name.split("-")[:2])
 
 
 def unpack(wheel: Path, directory: Path, within: str) -> Path:
@@ -305,19 +309,27 @@ def uv_wheel(settings: Settings, target: ImageTarget) -> Path | None:
     return wheelhouse.Wheelhouse(directory, settings.hashes).find(entry) if choice == "uv" else None
 
 
-def show_layers(settings: Settings, engine: Engine, image: str) -> None:
-    """The image's layers with their sizes, newest first (the model layers at the bottom, above the base's)."""
+def show_layers(settings: Settings, engine: Engine, image: str, models: list[str]) -> None:
+    """The image's layers with their sizes, newest first; the model layers (models: their directories under
+    /opt/spacy-models, lowest first) sit at the bottom, above the base image's."""
     form = "json" if engine.podman else "{{json .}}"  # Docker 20.10 knows the template only
     found = engine.tool(["history", "--no-trunc", "--format", form, image], quiet=True, redact=settings.redact,
                         what=f"{engine.program} history", fix="Run make docker again")  # fmt: skip
     try:  # podman: one JSON list, sizes in bytes; docker: a JSON object a line, sizes as text
         steps = json.loads(found) if found.lstrip().startswith("[") else [json.loads(x) for x in found.splitlines()]
     except ValueError:
+        steps = []
+    if not steps:
         print(f"docker: {engine.program} history gave no layer list; {engine.program} history {image} shows it")
         return
-    print(f"docker: the layers of {image}, newest first:")
-    for step in steps:
+    lines, names = [], iter(models)
+    for step in reversed(steps):  # oldest first: the model layers come in the order they were built
         size = step.get("size", step.get("Size")) or 0
-        if size not in (0, "0B"):
-            text = (f"{size / 1e6:.1f} MB" if size > 1e5 else f"{size / 1e3:.1f} kB") if isinstance(size, int) else size
-            print(f"  {text:>10}  {' '.join(re.sub(HISTORY_NOISE, '', step.get('CreatedBy', '')).split())[:100]}")
+        if size in (0, "0B"):
+            continue
+        text = (f"{size / 1e6:.1f} MB" if size > 1e5 else f"{size / 1e3:.1f} kB") if isinstance(size, int) else size
+        created = " ".join(re.sub(HISTORY_NOISE, "", step.get("CreatedBy", step.get("created_by", ""))).split())
+        if re.fullmatch(r"COPY (\. )?/( # buildkit)?", created) and (name := next(names, None)):
+            created = f"COPY in /opt/spacy-models/{name}/ (a model layer)"
+        lines.append(f"  {text:>10}  {created[:100]}")
+    print(f"docker: the layers of {image}, newest first:", *reversed(lines), sep="\n")
