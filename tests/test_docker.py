@@ -176,8 +176,9 @@ def test_plain_build_after_make_models_with_a_build_secret(
     )  # fmt: skip
     try:
         assert build.returncode == 0, build.stdout + build.stderr
-        assert "no complete wheelhouse in build/: models from build/ with no index, the other packages from the index" in (
-            build.stdout + build.stderr
+        assert (
+            "no complete wheelhouse in build/: models from build/ with no index, the other packages from the index"
+            in (build.stdout + build.stderr)
         )
         assert TOKEN not in build.stdout + build.stderr
         code = "import acme_private, spacy; print(acme_private.__version__, spacy.load('en_core_web_sm').meta['name'])"

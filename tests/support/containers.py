@@ -9,10 +9,14 @@ filesystem tarball is cached under build/test-cache.
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import os
 import re
 import shutil
 import subprocess
+import tarfile
 import tempfile
 from pathlib import Path
 
@@ -105,10 +109,43 @@ def base_rootfs_tarball() -> Path:
     return tarball
 
 
+def base_image_archive() -> Path:
+    """CACHE_DIR/nlp-base-bookworm.image.tar: the root filesystem as a docker-archive image with a fixed config.
+
+    Every engine that loads it (`load`, podman or docker, either store) gets the same image, config digest
+    included, as every machine pulling one base image by digest does; `import` would date each copy.
+    """
+    archive = CACHE_DIR / f"nlp-base-{SUITE}.image.tar"
+    if archive.exists():
+        return archive
+    rootfs = base_rootfs_tarball()
+    digest = hashlib.sha256()
+    with rootfs.open("rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    config = {
+        "architecture": "amd64", "os": "linux", "created": "1980-01-01T00:00:00Z",
+        "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["bash"]},
+        "rootfs": {"type": "layers", "diff_ids": [f"sha256:{digest.hexdigest()}"]},
+        "history": [{"created": "1980-01-01T00:00:00Z", "created_by": f"debootstrap --variant=minbase {SUITE}"}],
+    }  # fmt: skip
+    config_bytes = json.dumps(config, sort_keys=True).encode()
+    config_name = f"{hashlib.sha256(config_bytes).hexdigest()}.json"
+    manifest = json.dumps([{"Config": config_name, "RepoTags": [BASE_IMAGE], "Layers": ["layer.tar"]}]).encode()
+    partial = archive.with_suffix(f".{os.getpid()}.part")
+    with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as out:
+        for name, data in ((config_name, config_bytes), ("manifest.json", manifest)):
+            entry = tarfile.TarInfo(name)
+            entry.size, entry.mtime = len(data), 315532800
+            out.addfile(entry, io.BytesIO(data))
+        out.add(rootfs, arcname="layer.tar")
+    partial.rename(archive)
+    return archive
+
+
 def ensure_base_image(engine: str) -> str:
-    """localhost/nlp-base:bookworm with python3 and venv: imported from cache, or debootstrapped once."""
+    """localhost/nlp-base:bookworm with python3 and venv: loaded from cache, or debootstrapped once."""
     if image_exists(engine, BASE_IMAGE):
         return BASE_IMAGE
-    with base_rootfs_tarball().open("rb") as stream:
-        subprocess.run([engine, "import", "-", BASE_IMAGE], stdin=stream, check=True, capture_output=True)
+    subprocess.run([engine, "load", "--input", str(base_image_archive())], check=True, capture_output=True)
     return BASE_IMAGE

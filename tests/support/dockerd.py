@@ -42,7 +42,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.containers import BASE_IMAGE, base_rootfs_tarball, debian_mirror
+from tests.support.containers import BASE_IMAGE, base_image_archive, debian_mirror
 from tests.support.wheels import CACHE_DIR
 
 DOCKER26_VERSION = "26.1.5"
@@ -347,13 +347,14 @@ def _launch(
 
 
 def import_base_image(daemon: Daemon) -> str:
-    """`docker import` the cached debootstrap root filesystem as localhost/nlp-base:bookworm; returns that name.
+    """`docker load` the cached debootstrap base image as localhost/nlp-base:bookworm; returns that name.
 
-    The tarball is containers.base_rootfs_tarball()'s (debootstrapped once if missing, ~1-2 min). Does
-    nothing if the daemon already has the image. Raises DockerError if the import fails.
+    The archive is containers.base_image_archive()'s (a fixed config: the same image on every daemon, as a
+    base pulled by digest is; debootstrapped once if missing, ~1-2 min). Does nothing if the daemon already
+    has the image. Raises DockerError if the load fails.
     """
     if daemon.docker("image", "inspect", BASE_IMAGE, check=False).returncode != 0:
-        daemon.docker("import", str(base_rootfs_tarball()), BASE_IMAGE)
+        daemon.docker("load", "--input", str(base_image_archive()))
     return BASE_IMAGE
 
 

@@ -43,7 +43,7 @@ def python_bundling_pip(version: str, directory: Path) -> Path:
         "#!/bin/sh\n"
         f'if [ "$1" = -m ] && [ "$2" = venv ]; then\n'
         f'  shift 2; {sys.executable} -m venv --without-pip "$@" || exit\n'
-        f'  for d; do case $d in -*) ;; *) venv=$d ;; esac; done\n'
+        f"  for d; do case $d in -*) ;; *) venv=$d ;; esac; done\n"
         f'  exec "$venv/bin/python" {wheel}/pip install --quiet --no-index --disable-pip-version-check {wheel}\n'
         "fi\n"
         f'exec {sys.executable} "$@"\n'

@@ -23,6 +23,8 @@ from modeltools.errors import Redactor, UserError, run_tool
 # .env variables that configure the engine itself, handed to every engine call.
 ENGINE_PREFIXES = ("DOCKER_", "BUILDX_", "BUILDKIT_", "CONTAINERS_", "CONTAINER_", "REGISTRY_", "BUILDAH_", "PODMAN_")
 FALSE = ("0", "false", "no", "off")
+# The engine's words around a history step's command: podman's and BuildKit's prefixes, sources, markers.
+HISTORY_NOISE = r"^(RUN )?(\|\d+ (\S+=\S* )*)?(/bin/sh -c )?(#\(nop\) )?|\b(dir|file|multi):[0-9a-f]+ | # buildkit$"
 # Docker Engine 24 (BuildKit 0.11) is the first whose builder honours SOURCE_DATE_EPOCH.
 REPRODUCIBLE_DOCKER = (24, 0)
 

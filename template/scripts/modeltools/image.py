@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modeltools import lockfile, wheelhouse
-from modeltools.engine import Engine, detect, engine_environment
+from modeltools.engine import HISTORY_NOISE, Engine, detect, engine_environment
 from modeltools.errors import UserError
 from modeltools.files import read_json, write_atomic, write_if_changed
 from modeltools.settings import SOURCE_VARIABLES, Settings
@@ -38,7 +38,6 @@ SECRET_ID = "pip_env"  # noqa: S105 - the name of the build secret, not a value
 ARCHITECTURES = {"amd64": "x86_64", "arm64": "aarch64"}
 MACHINE_ALIASES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 MODEL_EPOCH = 315532800  # 1980-01-01, the oldest time a zip can hold: every model layer's file times
-HISTORY_NOISE = r"^(\|\d+ (\S+=\S* )*)?(/bin/sh -c )?(#\(nop\) )?|\b(dir|file|multi):[0-9a-f]+ "  # in `history`
 MODEL_LAYER = "ARG FROM\nFROM ${FROM}\nCOPY . /\n"
 
 
@@ -329,7 +328,7 @@ def show_layers(settings: Settings, engine: Engine, image: str, models: list[str
             continue
         text = (f"{size / 1e6:.1f} MB" if size > 1e5 else f"{size / 1e3:.1f} kB") if isinstance(size, int) else size
         created = " ".join(re.sub(HISTORY_NOISE, "", step.get("CreatedBy", step.get("created_by", ""))).split())
-        if re.fullmatch(r"COPY (\. )?/( # buildkit)?", created) and (name := next(names, None)):
+        if re.fullmatch(r"COPY (\. )?/", created) and (name := next(names, None)):
             created = f"COPY in /opt/spacy-models/{name}/ (a model layer)"
         lines.append(f"  {text:>10}  {created[:100]}")
     print(f"docker: the layers of {image}, newest first:", *reversed(lines), sep="\n")

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import tarfile
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from modeltools.engine import Engine
+from modeltools.engine import HISTORY_NOISE, Engine
 from modeltools.errors import UserError
 
 
@@ -29,7 +30,8 @@ def first_difference(engine: Engine, first: str, second: str) -> str:
         history = [step for step in config_a.get("history", []) if not step.get("empty_layer")]
         for index, (a, b) in enumerate(zip(layers_a, layers_b, strict=False)):
             if a.digest != b.digest:
-                step = " ".join(history[index].get("created_by", "").split())[:80] if index < len(history) else ""
+                step = history[index].get("created_by", "") if index < len(history) else ""
+                step = " ".join(re.sub(HISTORY_NOISE, "", step).split())[:80]
                 return f"layer {index + 1} of {len(layers_a)} ({step or 'no history'}): {_first_entry(a, b)}"
         if len(layers_a) != len(layers_b):
             return f"{first} has {len(layers_a)} layers, {second} {len(layers_b)}"
