@@ -311,6 +311,22 @@ def test_a_push_from_a_fresh_daemon_after_a_bump(store: str, registry: Registry,
     assert after["layers"][below]["digest"] == model_blob["digest"] and after != manifest
     if store == "containerd":
         assert model_blob["digest"] not in sent, "the model layer was sent again"
+        return
+    # The way around on the classic store (the README's): pull the registry's image first, then push.
+    with fresh_daemon(store) as third:
+        login = tmp_path / "login"
+        login.mkdir()
+        client = [str(third.bin_dir / "docker")]
+        env = {**third.env(), "DOCKER_CONFIG": str(login)}
+        subprocess.run([*client, "login", "--username", registry.username, "--password-stdin", registry.address],
+                       input=PASSWORD, env=env, check=True, capture_output=True, text=True)  # fmt: skip
+        subprocess.run([*client, "pull", target], env=env, check=True, capture_output=True)
+        requirements.write_text(requirements.read_text() + "tomli==2.0.1\n")
+        mark = registry.mark()
+        docker_make(third, project, "push", image=target, env=FAST)
+    again = uploaded(registry, mark)
+    assert model_blob["digest"] not in again, "after a pull, the model layer was sent again"
+    print(f"classic, after a pull: {len(again)} blobs uploaded; model layer not sent")
 
 
 # ---- Docker 20.10 ------------------------------------------------------------------------------------------------
