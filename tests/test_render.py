@@ -41,7 +41,7 @@ def expected_tree(package: str, runtime_install: bool, ci: str) -> set[str]:
     files = {
         ".copier-answers.yml", ".env", ".env.example", ".gitignore", ".gitattributes", ".dockerignore",
         ".pre-commit-config.yaml",
-        "Makefile", "README.md", "Dockerfile", "pyproject.toml", "pipelines/README.md",
+        "Makefile", "README.md", "Dockerfile", "pyproject.toml", "pipelines/README.md", "build/README.md",
         "requirements.in", "requirements-model.in.url", "requirements-model.in.range", "requirements-model.in",
         f"src/{package}/__init__.py", f"src/{package}/__main__.py", f"src/{package}/nlp.py", "tests/test_nlp.py",
     }  # fmt: skip

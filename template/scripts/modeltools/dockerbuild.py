@@ -29,8 +29,8 @@ def docker(settings: Settings, engine: Engine | None = None, made: list[str] | N
     """make docker: the image IMAGE for PLATFORM; what it made or tagged is added to made."""
     from modeltools import sbom  # it reads the models' sources, from here
 
-    engine = engine or image.engine_for(settings)
     target = image.image_target(settings)
+    engine = engine or image.engine_for(settings)
     with project_lock(settings.paths.build):  # held through the build: nothing changes the wheelhouse while it is read
         requirements, _, house, found = target_wheelhouse(settings, target, fill=False)
         image.build(settings, engine, target, requirements, house, sbom.write(settings, requirements, found),
@@ -56,20 +56,14 @@ def docker_verify(settings: Settings) -> None:
     made: list[str] = []
     try:
         docker(again, engine, made, suffix="-verify")
-        same = identity(engine, name) == identity(engine, again.get("IMAGE"))
+        same = imagediff.identity(engine, name) == imagediff.identity(engine, again.get("IMAGE"))
         if not same:
             where = imagediff.first_difference(engine, name, again.get("IMAGE"))
             raise UserError(f"a --no-cache rebuild of {name} is another image: {where}. Fix the step that writes it "
                             "(a time, a random name, an install-time value), then run make docker-verify")  # fmt: skip
     finally:
         engine.remove(*made)
-    print(f"docker-verify: a --no-cache rebuild of {name} gave the same image, {identity(engine, name)}")
-
-
-def identity(engine: Engine, name: str) -> str | None:
-    """What tells two builds apart on this engine's store: the image ID, or on docker's containerd store the
-    config digest."""
-    return imagediff.config_digest(engine, name) if engine.store == "containerd" else engine.image_id(name)
+    print(f"docker-verify: a --no-cache rebuild of {name} gave the same image, {imagediff.identity(engine, name)}")
 
 
 def target_wheelhouse(

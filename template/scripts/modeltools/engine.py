@@ -76,6 +76,10 @@ class Engine:
         found = self.run("image", "inspect", "--format", "{{.Id}}", image)
         return found.stdout.strip() or None if found.returncode == 0 else None
 
+    def untag(self, name: str) -> None:
+        """Take one name off its image; the image stays (under its other names)."""
+        self.run(*(["untag", name, name] if self.podman else ["rmi", name]))
+
     def remove(self, *images: str) -> None:
         """Remove images this run made (their untagged parents go with them); what is gone already is fine."""
         if images:
@@ -99,6 +103,9 @@ def detect(requested: str, environ: Mapping[str, str]) -> Engine:
         raise UserError(f"CONTAINER_ENGINE={program} is not installed: install it or set CONTAINER_ENGINE")
     if "podman" in Path(program).name:
         return Engine(program, "podman", dict(environ))
+    if "docker" not in Path(program).name:
+        raise UserError(f"CONTAINER_ENGINE={program} is neither docker nor podman: set it to one of them (or leave "
+                        "it empty to use docker when its daemon answers, else podman)")  # fmt: skip
     return _docker(program, dict(environ))
 
 

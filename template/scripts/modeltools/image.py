@@ -28,7 +28,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from modeltools import lockfile, wheelhouse
+from modeltools import imagediff, lockfile, wheelhouse
 from modeltools.engine import HISTORY_NOISE, Engine, detect, engine_environment
 from modeltools.errors import UserError
 from modeltools.files import read_json, write_atomic, write_if_changed
@@ -261,6 +261,14 @@ def models_image(
         made.append(tag)
         engine.tool(command, what=f"{engine.program} build of {wheel.name}'s layer", redact=settings.redact,
                     quiet=True, fix="Read the engine's message above")  # fmt: skip
+        if tag_suffix:  # a verify run: its layer must be the real one, which the next steps build on, by name
+            real = tag.removesuffix(tag_suffix)  # (podman writes that name into the next layer's history)
+            if imagediff.identity(engine, tag) != imagediff.identity(engine, real):
+                raise UserError(f"a --no-cache rebuild of {wheel.name}'s layer is another image: "
+                                f"{imagediff.first_difference(engine, real, tag)}. Run make docker-verify again; "
+                                "if it says so twice, report it: a model layer depends on its wheel alone")  # fmt: skip
+            engine.untag(tag)  # one name left: podman writes the image's name, whichever was asked for
+            tag = real
         parent = tag
     return parent
 
@@ -328,7 +336,7 @@ def show_layers(settings: Settings, engine: Engine, image: str, models: list[str
             continue
         text = (f"{size / 1e6:.1f} MB" if size > 1e5 else f"{size / 1e3:.1f} kB") if isinstance(size, int) else size
         created = " ".join(re.sub(HISTORY_NOISE, "", step.get("CreatedBy", step.get("created_by", ""))).split())
-        if re.fullmatch(r"COPY (\. )?/", created) and (name := next(names, None)):
+        if re.fullmatch(r"COPY (\. |in )?/", created) and (name := next(names, None)):
             created = f"COPY in /opt/spacy-models/{name}/ (a model layer)"
         lines.append(f"  {text:>10}  {created[:100]}")
     print(f"docker: the layers of {image}, newest first:", *reversed(lines), sep="\n")

@@ -108,3 +108,9 @@ def config_digest(engine: Engine, image: str) -> str:
         with tarfile.open(archive) as opened:
             (manifest,) = json.load(opened.extractfile("manifest.json"))
             return "sha256:" + hashlib.sha256(opened.extractfile(manifest["Config"]).read()).hexdigest()
+
+
+def identity(engine: Engine, image: str) -> str | None:
+    """What tells two builds apart on this engine's store: the image ID, or on docker's containerd store the
+    config digest (its image IDs are manifest digests)."""
+    return config_digest(engine, image) if engine.store == "containerd" else engine.image_id(image)
