@@ -14,6 +14,12 @@ VENV ?= .venv
 DEMO_DIR ?= build/demo
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+# The engine: a package of its own, its wheel built into dist/ and pinned by hash in template/scripts/tools.txt.
+ENGINE := nlp-modeltools
+ENGINE_EPOCH := 315532800
+# A hash lock for every platform and Python a project may use: $(call uv_lock,path-without-.in)
+uv_lock = UV_CUSTOM_COMPILE_COMMAND="make lock (in the nlp-template repository)" $(VENV)/bin/uv pip compile --quiet \
+  --universal --python-version 3.10 --generate-hashes --output-file $(1).txt $(1).in
 
 ## List the targets (the default goal)
 help:
@@ -46,14 +52,23 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/python -m tests.lint_dockerfile
 .PHONY: lint
 
-## Compile requirements-dev.txt and the generated projects' tool locks, with hashes (no index URLs)
+## Build the engine's wheel (nlp-modeltools) into dist/: the same bytes from any clone, umask or day
+dist: $(VENV)/.installed
+	rm -rf dist/nlp_modeltools-*.whl
+	cd $(ENGINE) && umask 022 && SOURCE_DATE_EPOCH=$(ENGINE_EPOCH) $(CURDIR)/$(VENV)/bin/python -m flit_core.wheel \
+	  --outdir $(CURDIR)/dist >/dev/null
+	@cd dist && sha256sum nlp_modeltools-*.whl
+.PHONY: dist
+
+## Compile requirements-dev.txt and the tool locks (the engine's, then the projects' with the engine's wheel hash)
 lock: $(VENV)/.installed
 	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --strip-extras --generate-hashes \
 	  --allow-unsafe --no-emit-index-url --no-emit-find-links --output-file requirements-dev.txt requirements-dev.in
-	for tools in template/scripts/tools template/scripts/publish template/scripts/sbom; do \
-	  UV_CUSTOM_COMPILE_COMMAND="make lock (in the nlp-template repository)" $(VENV)/bin/uv pip compile --quiet \
-	    --universal --python-version 3.10 --generate-hashes --output-file $$tools.txt $$tools.in; \
+	for tools in $(ENGINE)/src/nlp_modeltools/locks/publish $(ENGINE)/src/nlp_modeltools/locks/sbom; do \
+	  $(call uv_lock,$$tools); \
 	done
+	$(MAKE) --no-print-directory dist
+	$(call uv_lock,template/scripts/tools) --find-links dist --no-emit-find-links --upgrade-package nlp-modeltools
 .PHONY: lock
 
 # The lock is complete (pip-compile --allow-unsafe: pip and setuptools too), so nothing is resolved:
@@ -69,6 +84,6 @@ $(VENV)/.installed: requirements-dev.txt
 
 ## Remove the dev venv, the demo and the test caches (cached model wheels included)
 clean:
-	rm -rf $(VENV) build .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 .PHONY: clean

@@ -10,7 +10,9 @@ one per session (NLP_MODELS_CACHE); a test that counts downloads gets its own.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -61,24 +63,47 @@ def own_uv_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True, scope="session")
-def shared_tools(isolated_environment: None) -> Path:
-    """One tools venv (pip-tools, uv, requests, packaging) for every project of the run, exported as TOOLS.
+def engine_wheel(isolated_environment: None) -> Path:
+    """The engine's wheel, built from this checkout (make dist) and offered to every tools venv (TOOLS_FIND_LINKS)."""
+    subprocess.run(["make", "--no-print-directory", "-C", str(REPO), "dist"], check=True, capture_output=True)
+    (wheel,) = (REPO / "dist").glob("nlp_modeltools-*.whl")
+    os.environ["TOOLS_FIND_LINKS"] = str(wheel.parent)
+    return wheel
 
-    Made as the generated Makefile makes it (pip, every file by hash), again whenever tools.txt changes.
+
+@pytest.fixture(autouse=True, scope="session")
+def shared_tools(engine_wheel: Path) -> Path:
+    """One tools venv (nlp-modeltools, pip-tools, uv) for every project of the run, exported as TOOLS.
+
+    Made as the generated Makefile makes it (pip, every file by hash), again whenever tools.txt or the engine
+    changes. The engine is this checkout's, even when tools.txt pins an older build of it (a change not yet
+    locked): test_engine_package fails then, naming make lock, while the rest of the suite tests the change.
     """
     tools = CACHE_DIR / f"tools-py{sys.version_info[0]}{sys.version_info[1]}"
     requirements = REPO / "template" / "scripts" / "tools.txt"
-    stamp = tools / ".installed"
-    if not stamp.is_file() or stamp.read_bytes() != requirements.read_bytes():
+    stamp, built = tools / ".installed", tools / ".engine-sha256"
+    digest = hashlib.sha256(engine_wheel.read_bytes()).hexdigest()
+    if not stamp.is_file() or stamp.read_bytes() != requirements.read_bytes() or _read(built) != digest:
         shutil.rmtree(tools, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "venv", str(tools)], check=True)
         pip = [str(tools / "bin" / "python"), "-m", "pip", "--quiet", "--disable-pip-version-check"]
-        locked = ["--require-hashes", "--no-deps", "--requirement", str(requirements)]
+        others = tools / "others.txt"  # tools.txt without the engine: it comes from dist/, as built
+        others.write_text(re.sub(r"^nlp-modeltools==.*?(?=^\S)", "", requirements.read_text(), flags=re.M | re.S))
+        locked = ["--require-hashes", "--no-deps", "--requirement", str(others)]
         subprocess.run([*pip, "download", "--dest", str(tools / "wheels"), *locked], check=True)
         subprocess.run([*pip, "install", "--no-index", "--find-links", str(tools / "wheels"), *locked], check=True)
+        subprocess.run([*pip, "install", "--no-deps", "--no-index", str(engine_wheel)], check=True)
         shutil.copyfile(requirements, stamp)
+        built.write_text(digest)
     os.environ["TOOLS"] = str(tools)
     return tools
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
 
 
 @pytest.fixture

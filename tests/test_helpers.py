@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import stat
-import sys
 import time
 from pathlib import Path
 
@@ -14,16 +13,12 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from tests.support.project import REPO
-
-sys.path.insert(0, str(REPO / "template" / "scripts"))
-
-from modeltools import envfile, inputs, lockfile, ranges, releases
-from modeltools.errors import Redactor, UserError
-from modeltools.files import HashCache, write_atomic
-from modeltools.image import manylinux_tags
-from modeltools.resolve import uv_environment
-from modeltools.wheels import expected_identity, spacy_fits
+from nlp_modeltools import envfile, inputs, lockfile, ranges, releases
+from nlp_modeltools.errors import Redactor, UserError
+from nlp_modeltools.files import HashCache, write_atomic
+from nlp_modeltools.image import manylinux_tags
+from nlp_modeltools.resolve import uv_environment
+from nlp_modeltools.wheels import expected_identity, spacy_fits
 
 GITHUB = "https://github.com/explosion/spacy-models/releases/download"
 
@@ -306,8 +301,8 @@ def test_manylinux_tags_name_every_older_glibc() -> None:
 
 
 def test_lock_entries_for_another_platform_are_not_needed(tmp_path: Path) -> None:
-    from modeltools.files import HashCache
-    from modeltools.wheelhouse import Wheelhouse
+    from nlp_modeltools.files import HashCache
+    from nlp_modeltools.wheelhouse import Wheelhouse
 
     lock = lockfile.parse(
         'rich==13.0 \\\n    --hash=sha256:aa\nappnope==0.1.4 ; sys_platform == "darwin" \\\n    --hash=sha256:bb\n'
@@ -322,7 +317,7 @@ def test_lock_entries_for_another_platform_are_not_needed(tmp_path: Path) -> Non
 
 
 def test_a_source_distribution_is_refused_and_removed(tmp_path: Path) -> None:
-    from modeltools.wheelhouse import refuse_sources
+    from nlp_modeltools.wheelhouse import refuse_sources
 
     (tmp_path / "ok-1.0-py3-none-any.whl").write_bytes(b"")
     (tmp_path / "needs_build-2.0.tar.gz").write_bytes(b"")
@@ -332,8 +327,8 @@ def test_a_source_distribution_is_refused_and_removed(tmp_path: Path) -> None:
 
 
 def test_a_locked_model_never_goes_to_pip_by_name(tmp_path: Path) -> None:
-    from modeltools.settings import Paths, Settings
-    from modeltools.wheelhouse import fill
+    from nlp_modeltools.settings import Paths, Settings
+    from nlp_modeltools.wheelhouse import fill
 
     text = f"spacy==3.8.7 \\\n    --hash=sha256:aa\n\n{lockfile.MODELS_HEADER}\nen_acme_ner==1.0.0 \\\n"
     text += "    --hash=sha256:bb\n    # via -r requirements-model.in\n"

@@ -1,4 +1,4 @@
-"""The machine's model cache and its downloads (template/scripts/modeltools/store.py), against real loopback servers.
+"""The machine's model cache and its downloads (nlp_modeltools/store.py), against real loopback servers.
 
 Every test serves real bytes from the local mirror (tests/support/mirror.py) and
 reads its request log; disk faults are real too (a tiny tmpfs, a read-only bind
@@ -27,20 +27,17 @@ from pathlib import Path
 import pytest
 import requests
 
+from nlp_modeltools import http
+from nlp_modeltools import store as store_module
+from nlp_modeltools.errors import UserError, mask
+from nlp_modeltools.http import Credential, Session, origin
+from nlp_modeltools.inputs import GITHUB_RELEASES, mirror_url
+from nlp_modeltools.store import Fetched, ModelStore, default_cache_dir
+from nlp_modeltools.wheels import read_metadata
 from tests.support.mirror import Mirror, MirrorServer, hostile_servers
 from tests.support.project import REPO
 from tests.support.sandbox import read_only, run_with_mounts, tiny_tmpfs
 from tests.support.wheels import build_plain_wheel
-
-sys.path.insert(0, str(REPO / "template" / "scripts"))
-
-from modeltools import http
-from modeltools import store as store_module
-from modeltools.errors import UserError, mask
-from modeltools.http import Credential, Session, origin
-from modeltools.inputs import GITHUB_RELEASES, mirror_url
-from modeltools.store import Fetched, ModelStore, default_cache_dir
-from modeltools.wheels import read_metadata
 
 PAYLOAD = 300_000  # bytes of incompressible padding: big enough to cut, resume and report progress
 CUT = 100_000
@@ -259,10 +256,10 @@ def test_ctrl_c_leaves_only_the_resumable_part(
 FETCH_SCRIPT = f"""
 import sys
 from pathlib import Path
-sys.path.insert(0, {str(REPO / "template" / "scripts")!r})
-from modeltools.errors import UserError
-from modeltools.http import Session
-from modeltools.store import ModelStore
+sys.path.insert(0, {str(REPO / "nlp-modeltools" / "src")!r})
+from nlp_modeltools.errors import UserError
+from nlp_modeltools.http import Session
+from nlp_modeltools.store import ModelStore
 try:
     ModelStore(Path(sys.argv[1])).fetch(Session({{}}), sys.argv[2])
 except UserError as error:
