@@ -13,12 +13,14 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from nlp_modeltools import envfile, inputs, lockfile, ranges, releases
-from nlp_modeltools.errors import Redactor, UserError
-from nlp_modeltools.files import HashCache, write_atomic
-from nlp_modeltools.image import manylinux_tags
-from nlp_modeltools.resolve import uv_environment
-from nlp_modeltools.wheels import expected_identity, spacy_fits
+from nlp_modeltools.core import envfile
+from nlp_modeltools.core.errors import Redactor, UserError
+from nlp_modeltools.core.files import HashCache, write_atomic
+from nlp_modeltools.core.platforms import manylinux_tags
+from nlp_modeltools.lock import lockfile
+from nlp_modeltools.lock.resolve import uv_environment
+from nlp_modeltools.models import inputs, ranges, releases
+from nlp_modeltools.models.wheels import expected_identity, spacy_fits
 
 GITHUB = "https://github.com/explosion/spacy-models/releases/download"
 
@@ -218,12 +220,8 @@ spacy==3.8.7 \\
 """
 
 
-class FakeWheel:
-    pin = "en_acme_ner==1.0.0"
-
-
 def test_a_draft_becomes_a_lock_with_models_pinned_to_their_file() -> None:
-    lock = lockfile.finish(DRAFT, {"en-acme-ner": FakeWheel()}, {"en-acme-ner": "f" * 64}, lockfile.UNIVERSAL)  # type: ignore[dict-item]
+    lock = lockfile.finish(DRAFT, {"en-acme-ner": ("en_acme_ner==1.0.0", "f" * 64)}, lockfile.UNIVERSAL)  # type: ignore[dict-item]
     text = lock.render("d" * 64)
     assert lockfile.parse(text).universal and f"{lockfile.SCOPE_PREFIX}{lockfile.UNIVERSAL}\n" in text
     model_block = f"en_acme_ner==1.0.0 \\\n    --hash=sha256:{'f' * 64}\n    # via -r requirements-model.in\n"
@@ -301,8 +299,8 @@ def test_manylinux_tags_name_every_older_glibc() -> None:
 
 
 def test_lock_entries_for_another_platform_are_not_needed(tmp_path: Path) -> None:
-    from nlp_modeltools.files import HashCache
-    from nlp_modeltools.wheelhouse import Wheelhouse
+    from nlp_modeltools.core.files import HashCache
+    from nlp_modeltools.ship.wheelhouse import Wheelhouse
 
     lock = lockfile.parse(
         'rich==13.0 \\\n    --hash=sha256:aa\nappnope==0.1.4 ; sys_platform == "darwin" \\\n    --hash=sha256:bb\n'
@@ -317,7 +315,7 @@ def test_lock_entries_for_another_platform_are_not_needed(tmp_path: Path) -> Non
 
 
 def test_a_source_distribution_is_refused_and_removed(tmp_path: Path) -> None:
-    from nlp_modeltools.wheelhouse import refuse_sources
+    from nlp_modeltools.ship.wheelhouse import refuse_sources
 
     (tmp_path / "ok-1.0-py3-none-any.whl").write_bytes(b"")
     (tmp_path / "needs_build-2.0.tar.gz").write_bytes(b"")
@@ -327,12 +325,11 @@ def test_a_source_distribution_is_refused_and_removed(tmp_path: Path) -> None:
 
 
 def test_a_locked_model_never_goes_to_pip_by_name(tmp_path: Path) -> None:
-    from nlp_modeltools.settings import Paths, Settings
-    from nlp_modeltools.wheelhouse import fill
+    from nlp_modeltools.core.tools import Tools
+    from nlp_modeltools.ship.wheelhouse import fill
 
     text = f"spacy==3.8.7 \\\n    --hash=sha256:aa\n\n{lockfile.MODELS_HEADER}\nen_acme_ner==1.0.0 \\\n"
     text += "    --hash=sha256:bb\n    # via -r requirements-model.in\n"
-    settings = Settings(environ={"OFFLINE": ""}, paths=Paths(tmp_path))
     message = "build/ has no file with the locked hash of en_acme_ner==1.0.0: run make models"
     with pytest.raises(UserError, match=re.escape(message)):
-        fill(settings, lockfile.parse(text), text, tmp_path / "wheels", models={})
+        fill(Tools(), HashCache(tmp_path / "c.json"), lockfile.parse(text), text, tmp_path / "wheels", models={})

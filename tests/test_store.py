@@ -27,13 +27,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from nlp_modeltools import http
-from nlp_modeltools import store as store_module
-from nlp_modeltools.errors import UserError, mask
-from nlp_modeltools.http import Credential, Session, origin
-from nlp_modeltools.inputs import GITHUB_RELEASES, mirror_url
-from nlp_modeltools.store import Fetched, ModelStore, default_cache_dir
-from nlp_modeltools.wheels import read_metadata
+from nlp_modeltools.core import http
+from nlp_modeltools.core.errors import UserError, mask
+from nlp_modeltools.core.http import Credential, Session, origin
+from nlp_modeltools.models import store as store_module
+from nlp_modeltools.models.inputs import GITHUB_RELEASES, mirror_url
+from nlp_modeltools.models.store import Fetched, ModelStore, default_cache_dir
+from nlp_modeltools.models.wheels import read_metadata
 from tests.support.mirror import Mirror, MirrorServer, hostile_servers
 from tests.support.project import REPO
 from tests.support.sandbox import read_only, run_with_mounts, tiny_tmpfs
@@ -257,9 +257,9 @@ FETCH_SCRIPT = f"""
 import sys
 from pathlib import Path
 sys.path.insert(0, {str(REPO / "nlp-modeltools" / "src")!r})
-from nlp_modeltools.errors import UserError
-from nlp_modeltools.http import Session
-from nlp_modeltools.store import ModelStore
+from nlp_modeltools.core.errors import UserError
+from nlp_modeltools.core.http import Session
+from nlp_modeltools.models.store import ModelStore
 try:
     ModelStore(Path(sys.argv[1])).fetch(Session({{}}), sys.argv[2])
 except UserError as error:

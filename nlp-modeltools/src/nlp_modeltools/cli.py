@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from nlp_modeltools import __version__
-from nlp_modeltools.errors import UserError, mask
-from nlp_modeltools.files import describe_os_error
-from nlp_modeltools.settings import Settings
+from nlp_modeltools.config import Settings
+from nlp_modeltools.core.errors import UserError, mask
+from nlp_modeltools.core.files import describe_os_error
 
 # verb -> (module, function, help). Modules are imported for their verb only.
 VERBS: dict[str, tuple[str, str, str]] = {
@@ -28,14 +28,14 @@ VERBS: dict[str, tuple[str, str, str]] = {
     "lock": ("locking", "lock", "compile requirements.txt with hashes (models from build/ only) if its inputs changed"),
     "upgrade": ("locking", "upgrade", "re-resolve everything, models included, to the newest allowed versions"),
     "wheelhouse": ("dockerbuild", "wheelhouse_step", "put each locked wheel into build/wheels, checked by its hash"),
-    "install-failed": ("venv", "install_failed", "after a refused install: name the wheelhouse file to blame"),
+    "install-failed": ("install", "install_failed", "after a refused install: name the wheelhouse file to blame"),
     "docker": ("dockerbuild", "docker", "build the image for PLATFORM from its own verified wheelhouse, offline"),
     "docker-verify": ("dockerbuild", "docker_verify", "rebuild IMAGE with --no-cache: it must get the same image ID"),
     "sbom": ("sbom", "sbom", "write build/sbom.cdx.json: a CycloneDX SBOM of requirements.txt, every file's sha256"),
     "push": ("push", "push", "push IMAGE to its registry (REGISTRY_USERNAME, REGISTRY_PASSWORD in .env)"),
     "check-secrets": ("secrets", "check_secrets", "fail if a value from .env is in a tracked file or in the lock"),
     "check-env": ("secrets", "check_env", "check that make reads every line of .env as written"),
-    "package": ("pipelines", "package", "package each changed pipeline under pipelines/ into build/ (spacy package)"),
+    "package": ("package", "package", "package each changed pipeline under pipelines/ into build/ (spacy package)"),
     "publish": ("publish", "publish", "upload the model wheels in build/ to the team index (TWINE_* in .env)"),
     "prune": ("collect", "prune", "remove from build/ the model wheels requirements.txt no longer names"),
     "bundle": ("bundle", "bundle", "write an offline install kit for PLATFORM and IMAGE_PYTHON into build/bundle/"),
@@ -46,7 +46,7 @@ VERBS: dict[str, tuple[str, str, str]] = {
 
 def run_verb(name: str, settings: Settings) -> None:
     module, function, _ = VERBS[name]
-    step: Callable[[Settings], None] = getattr(importlib.import_module(f"nlp_modeltools.{module}"), function)
+    step: Callable[[Settings], None] = getattr(importlib.import_module(f"nlp_modeltools.verbs.{module}"), function)
     step(settings)
 
 
