@@ -27,13 +27,13 @@ help:
 .PHONY: help
 
 ## Render the template with default answers, install it from a local model mirror, print entities
-demo: $(VENV)/.installed
-	$(VENV)/bin/python -m tests.demo --dest $(DEMO_DIR)
+demo: $(VENV)/.installed dist
+	TOOLS_FIND_LINKS=$(CURDIR)/dist $(VENV)/bin/python -m tests.demo --dest $(DEMO_DIR)
 .PHONY: demo
 
 ## Run a target of the demo project again, e.g. make demo-test (after make demo)
 demo-%:
-	$(MAKE) -C $(DEMO_DIR) $*
+	$(MAKE) -C $(DEMO_DIR) $* TOOLS_FIND_LINKS=$(CURDIR)/dist
 
 ## Run the whole test suite, container builds included
 test: $(VENV)/.installed

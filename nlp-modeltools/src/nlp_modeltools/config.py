@@ -7,6 +7,7 @@ environment keeps a credential in SPACY_MODELS_URL out of make's echoed commands
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -78,7 +79,8 @@ class Settings:
 
     @property
     def python_version(self) -> str:
-        return self.get("PYTHON_VERSION")
+        """The project's Python (PYTHON_VERSION, as make sets it), else the one this engine runs on."""
+        return self.get("PYTHON_VERSION", f"{sys.version_info[0]}.{sys.version_info[1]}")
 
     @property
     def venv(self) -> Path:
@@ -171,6 +173,14 @@ class Settings:
     def models(self) -> list[ModelRecord]:
         """The manifest make models wrote, checked against the model lists and build/ (raises UserError)."""
         return manifest.current(self.paths, self.hashes)
+
+    def require_files(self, verb: str, *names: str) -> None:
+        """Stop when the project lacks a file a verb needs that nlp-template writes (a project not made from it)."""
+        for name in names:
+            if not (self.paths.root / name).is_file():
+                raise UserError(f"{name} is missing: nlp-models {verb} needs the {name} nlp-template writes; copy it "
+                                "from a project made with the template (copier copy gh:org/nlp-template), or run "
+                                f"copier update in this project")  # fmt: skip
 
     def engine(self) -> Engine:
         """The engine of CONTAINER_ENGINE (or found), checked before anything is built, with its environment: .env's

@@ -29,6 +29,7 @@ from nlp_modeltools.ship import targets, wheelhouse
 
 
 def bundle(settings: Settings) -> None:
+    settings.require_files("bundle", "scripts/install-bundle.sh")
     target = settings.image_target()
     paths = settings.paths
     with project_lock(paths.build):

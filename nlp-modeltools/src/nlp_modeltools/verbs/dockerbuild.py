@@ -28,6 +28,9 @@ def wheelhouse_step(settings: Settings) -> None:
 
 def docker(settings: Settings, engine: Engine | None = None, made: list[str] | None = None, suffix: str = "") -> None:
     """make docker: the image IMAGE for PLATFORM; what it made or tagged is added to made."""
+    needs = ["Dockerfile", ".dockerignore", "scripts/image-install.sh"]
+    needs += [] if settings.get("IMAGE_INSTALLER") == "pip" else ["scripts/tools.txt"]  # the uv the builder runs
+    settings.require_files("docker", *needs)
     paths, target = settings.paths, settings.image_target()
     image_name, base = settings.get("IMAGE"), settings.get("BASE_IMAGE")
     if not image_name or not base:
@@ -68,6 +71,7 @@ def docker_verify(settings: Settings) -> None:
     the config digest (docker's containerd store, whose IDs are manifest digests). Whatever the rebuild made is
     removed, pass or fail, and the real images and model layers are never retagged.
     """
+    settings.require_files("docker-verify", "Dockerfile", ".dockerignore", "scripts/image-install.sh")
     engine = settings.engine()
     if not engine.reproducible:
         raise UserError(f"Docker Engine {'.'.join(map(str, engine.version))} cannot build the same image twice (its "
