@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
 
 from copier import run_update
 
-from tests.support.project import REPO
+from tests.support.mirror import Mirror
+from tests.support.project import REPO, make
 from tests.support.template_repo import clone_worktree, copy_and_commit, git_save, load_answers, tagged_worktree
 
 # The last commit whose template listed ranged models in requirements.in (before requirements-model.in.range).
@@ -75,3 +77,54 @@ def test_update_from_before_the_range_file_moves_ranged_models_out_of_requiremen
     assert "en_core_web_md>=3.8,<3.9" in (project / "requirements-model.in.range").read_text().splitlines()
     assert load_answers(project)["installer"] == "pip-tools"  # a new question takes its default
     assert not list(project.rglob("*.rej"))
+
+
+# The last commit whose projects carried the engine as their own code (scripts/modeltools/, scripts/models.py).
+BEFORE_ENGINE_PACKAGE = "a7f744c"
+
+
+def test_update_to_the_engine_package_keeps_edits_and_the_lock(tmp_path: Path, mirror: Mirror) -> None:
+    """v0.3.0 (the engine in the project) -> v0.4.0 (nlp-modeltools pinned): the old engine goes, an edited file
+    is kept and named, the committed lock stays, and make install only sets up the new tools and the manifest."""
+    template = tmp_path / "template"
+    template.mkdir()
+    archive = subprocess.run(["git", "archive", BEFORE_ENGINE_PACKAGE], cwd=REPO, check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", str(template)], input=archive.stdout, check=True)
+    git_save(template, "v0.3.0", tag="v0.3.0")
+    project = copy_and_commit(template, tmp_path / "proj", installer="uv", spacy_models_url=mirror.download_base)
+    own_tools = ["TOOLS=build/tools"]  # each version its own tools venv, never the suite's shared one
+    make(project, "install", *own_tools)
+    store = project / "scripts" / "modeltools" / "store.py"
+    append(store, "# a fix of my own\n")
+    append(project / "requirements.in", "# a line of my own\n")
+    make(project, "install", *own_tools)  # requirements.in changed: relocked, with the same pins
+    git_save(project, "installed, with edits")
+    lock = (project / "requirements.txt").read_bytes()
+
+    for path in template.iterdir():
+        if path.name != ".git":
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    clone_worktree(template)
+    git_save(template, "v0.4.0", tag="v0.4.0")
+    path = f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}"  # the copier of the dev venv, as a user runs it
+    updated = subprocess.run(["copier", "update", "--defaults", "--trust", "--skip-answered"], cwd=project,
+                             capture_output=True, text=True, env={**os.environ, "PATH": path})  # fmt: skip
+    print(updated.stdout, updated.stderr)
+    assert updated.returncode == 0
+    assert load_answers(project)["_commit"] == "v0.4.0"
+    assert not (project / "scripts" / "modeltools").exists() and not (project / "scripts" / "models.py").exists()
+    kept = project / "scripts" / "engine-edits" / "modeltools" / "store.py"
+    assert kept.read_text().endswith("# a fix of my own\n")
+    assert "you had edited modeltools/store.py; your copy is kept at scripts/engine-edits/modeltools/store.py" in (
+        updated.stdout + updated.stderr
+    )
+    assert (project / "requirements.in").read_text().endswith("# a line of my own\n")
+    assert (project / "requirements.txt").read_bytes() == lock and not list(project.rglob("*.rej"))
+
+    mark = mirror.mark()
+    result = make(project, "install", *own_tools)
+    assert "tools: creating build/tools (nlp-modeltools" in result.output
+    assert "pip compile" not in result.output and "pip-compile" not in result.output, "no relock"
+    assert (project / "build" / "models.json").is_file() and (project / "requirements.txt").read_bytes() == lock
+    assert mirror.since(mark) == [], "the model came from build/ (or the machine's cache), not downloaded again"
+    assert make(project, "-q", "install", *own_tools, check=False).returncode == 0
