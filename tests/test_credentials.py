@@ -34,7 +34,8 @@ def private_source(mirror: Mirror, tmp_path_factory: pytest.TempPathFactory) -> 
 def seeded_project(tmp_path: Path, installed: Installed, mirror: Mirror, **answers: object) -> Path:
     """A new rendering that reuses the installed project's downloads and lock (to resolve faster)."""
     project = render(tmp_path / "proj", spacy_models_url=mirror.download_base, **answers)
-    shutil.copytree(installed.path / "build", project / "build", ignore=shutil.ignore_patterns("tools", ".lock"))
+    shutil.copytree(installed.path / "build", project / "build", ignore=shutil.ignore_patterns("tools", ".lock"),
+                    dirs_exist_ok=True)  # fmt: skip
     lock = project / "requirements.txt"
     shutil.copyfile(installed.path / "requirements.txt", lock)
     os.utime(lock, (0, 0))  # older than requirements.in, so make compiles it again (from these pins)

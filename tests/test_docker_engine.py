@@ -203,22 +203,6 @@ def test_the_legacy_builder_is_refused_before_any_layer_is_built(docker26: Daemo
     assert "docker: " not in forced.stdout + missing.stdout
 
 
-def test_docker_host_only_in_env_reaches_every_build(docker26: Daemon, project: Path) -> None:
-    (project / ".env").write_text(f"DOCKER_HOST=unix://{docker26.socket}\nDOCKER_CONFIG={docker26.config_dir}\n"
-                                  f"PIP_EXTRA_INDEX_URL=https://ci:{TOKEN}@pypi.example.invalid/simple\n")  # fmt: skip
-    shell = {k: v for k, v in docker26.env().items() if k not in ("DOCKER_HOST", "DOCKER_CONFIG")}
-    image = f"localhost/envhost-{uuid.uuid4().hex[:8]}:1"
-    result = make(project, "docker", f"BASE_IMAGE={BASE}", f"IMAGE={image}",
-                  env={**{k: v for k, v in os.environ.items() if k not in ("DOCKER_HOST",)}, **shell})  # fmt: skip
-    assert "docker: built" in result.stdout
-    assert docker26.docker("image", "inspect", image, check=False).returncode == 0
-    assert TOKEN not in result.output
-    history = docker26.docker("history", "--no-trunc", image).stdout
-    inspected = docker26.docker("image", "inspect", image).stdout
-    assert TOKEN not in history and TOKEN not in inspected
-    assert not [name for name, data in files_in(docker26, image).items() if TOKEN.encode() in data]
-
-
 def test_a_failed_verify_leaves_no_image_and_retags_nothing(docker26: Daemon, project: Path) -> None:
     image = f"localhost/verify-{uuid.uuid4().hex[:8]}:1"
     docker_make(docker26, project, "docker", image=image)
@@ -236,36 +220,7 @@ def test_a_failed_verify_leaves_no_image_and_retags_nothing(docker26: Daemon, pr
     assert models <= set(after.splitlines()), "a model layer's tag now names another image"
 
 
-# ---- reproducible images ----------------------------------------------------------------------------------------
-
-
-def test_no_cache_rebuilds_and_a_clone_on_a_fresh_daemon_give_the_same_image(
-    store_daemon: Daemon, project: Path, tmp_path: Path
-) -> None:
-    image = f"localhost/same-{uuid.uuid4().hex[:8]}:1"
-    verified = docker_make(store_daemon, project, "docker-verify", image=image)
-    first = identity(store_daemon, image)
-    assert f"gave the same image, {first}" in verified.stdout
-    assert "--provenance=false --sbom=false" in verified.stdout
-
-    clone = clone_with_build(project, tmp_path / "elsewhere" / "clone")
-    with fresh_daemon(store_daemon.store) as other:
-        docker_make(other, clone, "docker", image=image)
-        assert identity(other, image) == first, "a clone built on another daemon is another image"
-
-
-def test_a_dependency_bump_on_a_fresh_daemon_keeps_the_model_layer(docker26: Daemon, project: Path) -> None:
-    image = f"localhost/bump-{uuid.uuid4().hex[:8]}:1"
-    docker_make(docker26, project, "docker", image=image, env=FAST)
-    below = base_layers(docker26)
-    model_layer = diff_ids(docker26, image)[below]
-    requirements = project / "requirements.in"
-    requirements.write_text(requirements.read_text() + BUMP + "\n")
-    with fresh_daemon("classic") as other:
-        docker_make(other, project, "docker", "DOCKER_BUILD_ARGS=--no-cache", image=image, env=FAST)
-        assert BUMP in (project / "requirements.txt").read_text()
-        bumped = diff_ids(other, image)
-    assert bumped[below] == model_layer and bumped[below + 1 :] != diff_ids(docker26, image)[below + 1 :]
+# ---- reproducible images whose model layers travel ---------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -282,51 +237,76 @@ def uploaded(registry: Registry, since: int) -> list[str]:
             if r.method == "PUT" and "/blobs/uploads/" in r.uri and "digest=" in r.uri]  # fmt: skip
 
 
-@pytest.mark.parametrize("store", ["containerd", "classic"])
-def test_a_push_from_a_fresh_daemon_after_a_bump(store: str, registry: Registry, project: Path,
-                                                 tmp_path: Path) -> None:  # fmt: skip
-    """containerd store: 0 model bytes re-sent; classic store: measured (moby#13883), for the README."""
+def env_file(project: Path, registry: Registry, daemon: Daemon | None = None, token: bool = True) -> None:
+    """.env with the registry's login, a package-index token (token), and (daemon) the engine's own settings."""
+    lines = [f"REGISTRY_USERNAME={registry.username}", f"REGISTRY_PASSWORD={PASSWORD}"]
+    lines += [f"PIP_EXTRA_INDEX_URL=https://ci:{TOKEN}@pypi.example.invalid/simple"] if token else []
+    if daemon is not None:
+        lines += [f"DOCKER_HOST=unix://{daemon.socket}", f"DOCKER_CONFIG={daemon.config_dir}"]
+    (project / ".env").write_text("".join(f"{line}\n" for line in lines))
+
+
+def without_engine_settings(daemon: Daemon) -> dict[str, str]:
+    """The shell's environment with the daemon's client on PATH, but no DOCKER_HOST or DOCKER_CONFIG: .env has them."""
+    shell = {k: v for k, v in os.environ.items() if k not in ("DOCKER_HOST", "DOCKER_CONFIG")}
+    return {**shell, "PATH": daemon.env()["PATH"], "CONTAINER_ENGINE": "docker"}
+
+
+@pytest.mark.parametrize("store", ["classic", "containerd"])
+def test_the_same_image_anywhere_and_a_bump_sends_no_model_byte(
+    store: str, request: pytest.FixtureRequest, registry: Registry, project: Path, tmp_path: Path
+) -> None:
+    """On one daemon: make docker-verify (the same image on a --no-cache rebuild) and make push, with the engine's
+    settings in .env only (classic). On a fresh daemon (another machine): the clone builds the same image; after
+    a dependency bump the model layer keeps its diff ID, and make push sends no model byte (classic: after a
+    docker pull, the README's way around moby#13883)."""
+    first = request.getfixturevalue("docker26" if store == "classic" else "docker26_containerd")
     target = f"{registry.address}/nlp/{store}:{uuid.uuid4().hex[:8]}"
-    (project / ".env").write_text(f"REGISTRY_USERNAME={registry.username}\nREGISTRY_PASSWORD={PASSWORD}\n")
-    with fresh_daemon(store) as first:
-        pushed = docker_make(first, project, "push", image=target, env=FAST)
-        assert PASSWORD not in pushed.output
+    env_file(project, registry, first if store == "classic" else None)
+    shell = without_engine_settings(first) if store == "classic" else {**os.environ, **first.env()}
+    settings = [f"BASE_IMAGE={BASE}", f"IMAGE={target}"]
+    verified = make(project, "docker-verify", *settings, env=shell)
+    image = identity(first, target)
+    assert f"gave the same image, {image}" in verified.stdout and "--provenance=false --sbom=false" in verified.stdout
+    pushed = make(project, "push", *settings, env=shell)
+    assert PASSWORD not in pushed.output and TOKEN not in pushed.output + verified.output
+    for shown in (
+        first.docker("history", "--no-trunc", target).stdout,
+        first.docker("image", "inspect", target).stdout,
+    ):
+        assert TOKEN not in shown
+    assert not [name for name, data in files_in(first, target).items() if TOKEN.encode() in data]
+    below = base_layers(first)
+    model_layer = diff_ids(first, target)[below]
     repository, tag = target.split("/", 1)[1].split(":")
-    manifest = registry.manifest(repository, tag)
-    with fresh_daemon(store) as second:
-        below = base_layers(second)
-        model_blob = manifest["layers"][below]
-        requirements = project / "requirements.in"
+    model_blob = registry.manifest(repository, tag)["layers"][below]
+
+    clone = clone_with_build(project, tmp_path / "elsewhere" / "clone")
+    env_file(clone, registry, token=False)  # the bump relocks: no index that cannot be reached
+    with fresh_daemon(store) as other:
+        if store == "classic":  # the way around: the daemon learns the registry's layers from a pull, first
+            login = tmp_path / "login"
+            login.mkdir()
+            env = {**other.env(), "DOCKER_CONFIG": str(login)}
+            subprocess.run([str(other.bin_dir / "docker"), "login", "--username", registry.username,
+                            "--password-stdin", registry.address], input=PASSWORD, env=env, check=True,
+                           capture_output=True, text=True)  # fmt: skip
+            subprocess.run([str(other.bin_dir / "docker"), "pull", target], env=env, check=True, capture_output=True)
+        docker_make(other, clone, "docker", image=target)
+        assert identity(other, target) == image, "a clone built on another daemon is another image"
+        requirements = clone / "requirements.in"
         requirements.write_text(requirements.read_text() + BUMP + "\n")
         mark = registry.mark()
-        docker_make(second, project, "push", image=target, env=FAST)
+        docker_make(other, clone, "push", image=target, env=FAST)
+        assert diff_ids(other, target)[below] == model_layer, "the bump (no cache) changed the model layer"
     sent = uploaded(registry, mark)
     after = registry.manifest(repository, tag)
-    sizes = {layer["digest"]: layer["size"] for layer in after["layers"]}
-    resent = sum(sizes.get(digest, 0) for digest in sent)
+    assert after["layers"][below]["digest"] == model_blob["digest"] and sent, "the bump's own layers were sent"
+    assert model_blob["digest"] not in sent, "the model layer was sent again"
     print(
-        f"{store}: a push of the bumped image from a fresh daemon uploaded {len(sent)} blobs, {resent} bytes; "
-        f"model layer {model_blob['size']} bytes {'re-sent' if model_blob['digest'] in sent else 'not sent'}"
+        f"{store}: after a bump, a fresh daemon uploaded {len(sent)} blobs; model layer ({model_blob['size']} B) "
+        "not sent"
     )
-    assert after["layers"][below]["digest"] == model_blob["digest"] and after != manifest
-    if store == "containerd":
-        assert model_blob["digest"] not in sent, "the model layer was sent again"
-        return
-    # The way around on the classic store (the README's): pull the registry's image first, then push.
-    with fresh_daemon(store) as third:
-        login = tmp_path / "login"
-        login.mkdir()
-        client = [str(third.bin_dir / "docker")]
-        env = {**third.env(), "DOCKER_CONFIG": str(login)}
-        subprocess.run([*client, "login", "--username", registry.username, "--password-stdin", registry.address],
-                       input=PASSWORD, env=env, check=True, capture_output=True, text=True)  # fmt: skip
-        subprocess.run([*client, "pull", target], env=env, check=True, capture_output=True)
-        requirements.write_text(requirements.read_text() + "tomli==2.0.1\n")
-        mark = registry.mark()
-        docker_make(third, project, "push", image=target, env=FAST)
-    again = uploaded(registry, mark)
-    assert model_blob["digest"] not in again, "after a pull, the model layer was sent again"
-    print(f"classic, after a pull: {len(again)} blobs uploaded; model layer not sent")
 
 
 # ---- Docker 20.10 ------------------------------------------------------------------------------------------------

@@ -132,7 +132,8 @@ def test_a_crlf_clone_runs_no_resolver_and_stays_clean(tmp_path: Path, installed
     clone = tmp_path / "windows"
     subprocess.run(["git", "-c", "core.autocrlf=true", "clone", "-q", str(origin), str(clone)], check=True)
     git(clone, "config", "core.autocrlf", "true")
-    shutil.copytree(origin / "build", clone / "build", symlinks=True, ignore=shutil.ignore_patterns("tools"))
+    shutil.copytree(origin / "build", clone / "build", symlinks=True, ignore=shutil.ignore_patterns("tools"),
+                    dirs_exist_ok=True)  # fmt: skip
     result = make(clone, "install", env=FAST)
     assert not any(word in result.output for word in RESOLVED) and "nothing to resolve" in result.output
     assert git(clone, "status", "--porcelain") == ""

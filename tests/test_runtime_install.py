@@ -26,6 +26,8 @@ import pytest
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
+from nlp_modeltools.models import manifest
+from nlp_modeltools.models.store import ModelStore, default_cache_dir
 from tests.support.mirror import Mirror, hostile_servers
 from tests.support.project import render
 from tests.support.sandbox import read_only, run_with_mounts
@@ -219,6 +221,23 @@ def test_the_cache_and_build_dir_come_before_the_network(
     from_build = app.run(NLP_MODELS_CACHE=str(tmp_path / "empty-cache"))
     assert loads(from_build, V380) and f"from {app.root / 'build'}" in from_build.stderr
     assert mirror.since(mark) == []
+
+
+def test_the_runtime_reads_the_engines_manifest_and_store(
+    app: App, mirror: Mirror, wheels: dict[TinyModel, Path], tmp_path: Path
+) -> None:
+    """models.lock.json as the engine's manifest.write writes it; the wheel where the engine's ModelStore keeps it."""
+    wheel = Path(shutil.copy(wheels[V380], tmp_path))  # the store makes its entry read-only: not the shared test wheel
+    sha256 = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    record = manifest.ModelRecord(MODEL, "3.8.0", wheel.name, sha256, mirror.add_download(wheel), ">=3.8.0,<3.9.0",
+                                  "requirements-model.in.url:1")  # fmt: skip
+    manifest.write(app.package / "models.lock.json", [record], inputs="0" * 64, spacy="3.8.0")
+    xdg = tmp_path / "xdg"  # the cache found as both find it without NLP_MODELS_CACHE
+    ModelStore(default_cache_dir({"XDG_CACHE_HOME": str(xdg)})).add(wheel, sha256)
+    run = app.run(NLP_MODELS_CACHE="", XDG_CACHE_HOME=str(xdg))
+    assert loads(run, V380) and "from the model cache" in run.stderr, run.stderr
+    assert mirror.since(0) == [], "found in the store: nothing downloaded"
+    assert app.installed() == [f"{MODEL}-3.8.0.dist-info"] and app.leftovers() == []
 
 
 def test_eight_processes_at_once_install_once(app: App, mirror: Mirror, wheels: dict[TinyModel, Path]) -> None:

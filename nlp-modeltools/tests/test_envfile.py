@@ -59,7 +59,9 @@ def test_what_make_exported_wins_and_the_rest_is_expanded_as_make_would() -> Non
 
 def test_read_gives_nothing_without_a_file_and_the_checked_values_with_one(tmp_path: Path) -> None:
     assert envfile.read(tmp_path / ".env", {}) == {}
-    (tmp_path / ".env").write_text("# team settings\r\nPIP_EXTRA_INDEX_URL=https://ci:$(KEY)@h/simple\r\nKEY=k-1234\r\n")
+    (tmp_path / ".env").write_text(
+        "# team settings\r\nPIP_EXTRA_INDEX_URL=https://ci:$(KEY)@h/simple\r\nKEY=k-1234\r\n"
+    )
     assert envfile.read(tmp_path / ".env", {}) == {"PIP_EXTRA_INDEX_URL": "https://ci:k-1234@h/simple", "KEY": "k-1234"}
 
 

@@ -90,7 +90,10 @@ def test_verbose_shows_a_quiet_tool_s_whole_output_on_failure(
 def test_a_missing_tool_is_named_with_the_fix(tmp_path: Path) -> None:
     with pytest.raises(UserError) as failed:
         run_tool([str(tmp_path / "nope"), "--version"], what="building the wheel", fix=FIX)
-    assert str(failed.value) == f"building the wheel: {tmp_path / 'nope'} is not installed (No such file or directory). {FIX}"
+    assert (
+        str(failed.value)
+        == f"building the wheel: {tmp_path / 'nope'} is not installed (No such file or directory). {FIX}"
+    )
 
 
 def test_a_tool_sees_only_the_environment_it_is_given(tmp_path: Path) -> None:

@@ -25,9 +25,9 @@ from nlp_modeltools.core.files import (
     read_json,
     replace_atomic,
     sha256_of,
+    writable_dir,
     write_atomic,
     write_if_changed,
-    writable_dir,
 )
 
 
@@ -161,21 +161,32 @@ def test_a_second_make_waits_for_the_first_and_says_so(tmp_path: Path, capsys: p
     build.mkdir()
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(build / ".lock")], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)  # fmt: skip
+    acquired = threading.Event()
+
+    def second_make() -> None:
+        with project_lock(build):
+            acquired.set()
+
+    second = threading.Thread(target=second_make)
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
         assert is_locked(build / ".lock")
-        releaser = threading.Timer(0.3, lambda: holder.stdin and holder.stdin.close())  # type: ignore[func-returns-value]
-        releaser.start()
-        started = time.monotonic()
-        with project_lock(build):
-            waited = time.monotonic() - started
-            assert holder.wait(timeout=10) == 0
+        second.start()
+        said, deadline = "", time.monotonic() + 10
+        while "waiting" not in said and time.monotonic() < deadline:
+            said += capsys.readouterr().err
+            time.sleep(0.02)
+        assert said == "waiting for another make in this project to finish ...\n"
+        time.sleep(0.1)
+        assert not acquired.is_set(), "it waits while the first one holds the lock"
+        assert holder.stdin is not None
+        holder.stdin.close()
+        assert holder.wait(timeout=10) == 0
+        second.join(timeout=10)
     finally:
         holder.kill()
         holder.wait()
-    assert waited >= 0.25
-    assert capsys.readouterr().err == "waiting for another make in this project to finish ...\n"
-    assert not is_locked(build / ".lock")
+    assert acquired.is_set() and not is_locked(build / ".lock")
 
 
 def test_the_project_lock_is_taken_at_once_when_free(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -43,7 +43,9 @@ def test_without_userinfo_drops_credentials_and_on_request_the_query() -> None:
 
 def test_each_url_with_user_info_gives_a_basic_credential_for_its_origin() -> None:
     found = credentials_from_urls({"SPACY_MODELS_URL": "https://ci:t%40k@mirror.example/m", "SPACY_MODELS_INDEX": ""})
-    assert found == {("https", "mirror.example", 443): Credential(basic("ci", "t@k"), "the user-info of SPACY_MODELS_URL in .env")}
+    assert found == {
+        ("https", "mirror.example", 443): Credential(basic("ci", "t@k"), "the user-info of SPACY_MODELS_URL in .env")
+    }
 
 
 def test_a_credential_goes_to_its_own_origin_only(served) -> None:
@@ -126,7 +128,10 @@ def test_401_names_the_host_and_the_variable_never_the_token(served) -> None:
     host = served.url.removeprefix("http://")
     with pytest.raises(UserError) as refused:
         get(hub_session(served, None), url, WHAT)
-    assert str(refused.value) == f"{WHAT}: HTTP 401 from {host}: set HF_TOKEN in .env to a token with access to this repository"
+    assert (
+        str(refused.value)
+        == f"{WHAT}: HTTP 401 from {host}: set HF_TOKEN in .env to a token with access to this repository"
+    )
     with pytest.raises(UserError) as refused:
         get(hub_session(served, "hf_wrong_secret"), url, WHAT)
     assert str(refused.value) == f"{WHAT}: {host} refused the credentials from HF_TOKEN in .env (HTTP 401): fix them"
@@ -176,7 +181,9 @@ def test_the_callers_advice_ends_a_4xx_message(served) -> None:
     served.add_page("/gone", "gone", status=410)
     with pytest.raises(UserError) as refused:
         get(Session({}), served.url + "/gone", "the team index failed", fix="check SPACY_MODELS_INDEX")
-    assert str(refused.value) == f"the team index failed: HTTP 410 Gone from {served.url}/gone: check SPACY_MODELS_INDEX"
+    assert (
+        str(refused.value) == f"the team index failed: HTTP 410 Gone from {served.url}/gone: check SPACY_MODELS_INDEX"
+    )
 
 
 def test_statuses_the_caller_handles_are_returned(served) -> None:

@@ -35,7 +35,10 @@ def test_an_image_target_defaults_to_this_machine_and_glibc_2_28() -> None:
     assert target == ImageTarget(native_platform(), "3.12", "2.28", glibc_given=False)
     arm = image_target("linux/arm64", "3.12", "2.31")
     assert (arm.arch, arm.key, arm.uv_platform, arm.glibc_given) == (
-        "aarch64", "linux-arm64-py3.12", "aarch64-manylinux_2_31", True
+        "aarch64",
+        "linux-arm64-py3.12",
+        "aarch64-manylinux_2_31",
+        True,
     )
 
 

@@ -1,37 +1,25 @@
 """nlp-modeltools: spaCy models known by their source, fetched once, locked by hash, baked into images.
 
 The engine behind nlp-template's generated Makefile; `nlp-models` (cli.py, its VERBS table) is its
-command line, and a project not made from the template uses it on the same files.
+command line, and a project not made from the template uses it on the same files. The flow is
+one-way: make models writes build/models.json (the manifest), every later verb reads it and the lock.
 
-The verbs, each a function of a module named for its subject:
-collect      make models, prune, links, check-models: the listed sources -> build/ -> requirements-model.in
-locking      make lock, upgrade: requirements.txt, by hash
-dockerbuild  make wheelhouse, docker, docker-verify: a target platform's wheelhouse and its image
-bundle       make bundle: an offline install kit
-pipelines    make package: your own pipelines as model wheels
-publish      make publish: model wheels to the team index (twine)
-sbom, push   make sbom (cyclonedx-py), make push (the engine's login and push)
-cache        make cache-info, cache-prune
-secrets      make check-secrets, check-env; required variables, private sources, leak checks
-venv         the install's failure path: the wheelhouse file to blame
+Layers, lowest first (a module imports only from its own layer or below; verbs never import verbs;
+the one back edge, models/collect.py reading the previous lock, is stated there):
 
-What they are made of, lowest first:
-errors       one-line errors, what may be printed, the one way to run a tool
-files        atomic writes, link-or-copy, sha256 and its cache, the project lock (filelock)
-envfile      the one reader of .env, with make's meaning of each line
-settings     where files are, the settings make exports, an HTTP session per credential scope
-http         requests sessions as pip has them (netrc, proxies, CA bundles, retries), credentials by origin
-store        the machine-wide model cache: downloads (resumed), entries by sha256
-inputs       the project's lists of models (.url, .range) and requirements.in's checks
-wheels       what a wheel or sdist is (packaging), whether it fits spaCy and Python, building one
-fetch        one model source's wheel into build/, checked, through the store
-releases     the links page, from GitHub's releases API or a team index
-ranges       the release a ranged model gets
-resolve      pip-compile or uv pip compile, every model as its build/ file
-lockfile     requirements.txt: read, finish, check, compare
-wheelhouse   build/wheels (or an image's): every locked file, by hash
-envs         the tools' own venvs (spaCy for make package, cyclonedx, twine)
-image        engine, platform, model layers and the image build
+core      errors (one-line failures, redaction, running a tool), files (atomic writes, sha256 and its cache,
+          locks), envfile (.env as make reads it), http (requests sessions as pip has them), paths, platforms
+          (an image's platform, Python and glibc), secrets (required variables, private sources, leaks), tools
+models    wheels, inputs (.url and .range lines), store (the machine-wide cache), fetch, releases (the links
+          page), ranges, pipelines, manifest (build/models.json), collect (make models' flow)
+lock      lockfile (requirements.txt: read, finish, check, compare), resolve (pip-compile or uv, models as files)
+ship      wheelhouse, targets (a target's lock and wheelhouse), engine (podman or docker, BuildKit checked),
+          image (model layers and the build), imagediff (where two builds differ), envs (the verbs' own venvs),
+          sbom (CycloneDX)
+config    the settings make exports, read once, and the values made of them for the layers below
+verbs     collect (models, links, check-models, prune), locking (lock, upgrade), dockerbuild (wheelhouse, docker,
+          docker-verify), bundle, package, publish, push, sbom, cache, secrets, install (the install's failure path)
+cli       nlp-models VERB
 """
 
 __version__ = "0.4.0"

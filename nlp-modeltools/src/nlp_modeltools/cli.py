@@ -22,7 +22,11 @@ from nlp_modeltools.core.files import describe_os_error
 
 # verb -> (module, function, help). Modules are imported for their verb only.
 VERBS: dict[str, tuple[str, str, str]] = {
-    "models": ("collect", "models", "fetch each listed model once into build/, checked; write requirements-model.in, build/models.json"),
+    "models": (
+        "collect",
+        "models",
+        "fetch each listed model once into build/, checked; write requirements-model.in, build/models.json",
+    ),
     "links": ("collect", "links", "write build/spacy_model_links.html from the releases API or the team index"),
     "check-models": ("collect", "check_models", "check that each model's own spaCy requirement fits the project's"),
     "lock": ("locking", "lock", "compile requirements.txt with hashes (models from build/ only) if its inputs changed"),
@@ -30,7 +34,11 @@ VERBS: dict[str, tuple[str, str, str]] = {
     "wheelhouse": ("dockerbuild", "wheelhouse_step", "put each locked wheel into build/wheels, checked by its hash"),
     "install-failed": ("install", "install_failed", "after a refused install: name the wheelhouse file to blame"),
     "docker": ("dockerbuild", "docker", "build the image for PLATFORM from its own verified wheelhouse, offline"),
-    "docker-verify": ("dockerbuild", "docker_verify", "rebuild IMAGE with --no-cache under names of its own: it must be the same image"),
+    "docker-verify": (
+        "dockerbuild",
+        "docker_verify",
+        "rebuild IMAGE with --no-cache under names of its own: it must be the same image",
+    ),
     "sbom": ("sbom", "sbom", "write build/sbom.cdx.json: a CycloneDX SBOM of requirements.txt, every file's sha256"),
     "push": ("push", "push", "push IMAGE to its registry (REGISTRY_USERNAME, REGISTRY_PASSWORD in .env)"),
     "check-secrets": ("secrets", "check_secrets", "fail if a value from .env is in a tracked file or in the lock"),

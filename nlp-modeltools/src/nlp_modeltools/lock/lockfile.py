@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nlp_modeltools.core.errors import UserError
+from nlp_modeltools.models.inputs import CONFLICT
 
 if TYPE_CHECKING:  # packaging is imported where it is used: installing from a lock needs none of it
     from packaging.requirements import Requirement
@@ -102,12 +103,18 @@ class Lock:
         return Version(entry.version) if entry and entry.version else None
 
 
-def parse(text: str) -> Lock:
-    """The header comments, then each entry with its continuation lines; other comments are dropped."""
+def parse(text: str, where: str = "requirements.txt") -> Lock:
+    """The header comments, then each entry with its continuation lines; other comments are dropped.
+
+    Raises UserError naming the line when a merge left its conflict markers in the file (where: its name).
+    """
     header: list[str] = []
     entries: list[LockEntry] = []
     entry: LockEntry | None = None
-    for line in text.splitlines():
+    for number, line in enumerate(text.splitlines(), start=1):
+        if CONFLICT.match(line):
+            raise UserError(f"{where}:{number} is a merge-conflict marker ({line[:7]}): take one side of the "
+                            f"conflict (git checkout --theirs {where}, say), then run make lock")  # fmt: skip
         body = line.strip().rstrip("\\").strip()
         if line[:1] in (" ", "\t") and entry is not None:
             if body.startswith("--hash="):

@@ -125,9 +125,11 @@ class Fetcher:
             fetched = self.store.fetch(
                 self.session, source.url, sha256=expected.sha256 if expected and version is not None else None,
                 partial_dir=self.build / ".partial", check=check, label=source.filename, offline=self.offline,
+                fix=f"The expected hash is {expected.reason}: {expected.fix}" if expected else "",
             )  # fmt: skip
         except UserError as error:
-            raise UserError(f"{source.where}: {error}") from None
+            text = str(error)  # a check of the file names the line itself
+            raise UserError(text if text.startswith(f"{source.where}: ") else f"{source.where}: {text}") from None
         wheel = read_model_wheel(fetched.path)
         return read_model_wheel(self.store.link(fetched.sha256, self.build / wheel.filename))
 

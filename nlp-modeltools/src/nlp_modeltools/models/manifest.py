@@ -92,6 +92,8 @@ def read(path: Path) -> list[ModelRecord]:
 def _parse(path: Path) -> tuple[str, list[ModelRecord]]:
     try:
         data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            raise ValueError(f"a JSON {type(data).__name__}, not an object")
         if data.get("format") != FORMAT:
             raise ValueError(f"format {data.get('format')!r}")
         records = [ModelRecord(**{key: item[key] for key in ModelRecord.__dataclass_fields__})
@@ -118,9 +120,9 @@ def current(paths: Paths, hashes: HashCache) -> list[ModelRecord]:
             raise UserError(f"build/{item.filename} ({item.where}) is missing: run make models (it fetches it again "
                             "from the machine's cache or its source)")  # fmt: skip
         if hashes.sha256(file) != item.sha256:
-            raise UserError(f"build/{item.filename} does not match requirements.txt ({item.where}): its bytes changed "
-                            f"since make models checked them; rm build/{item.filename}, then run make models (it "
-                            "fetches the file again from the machine's cache or its source)")  # fmt: skip
+            raise UserError(f"build/{item.filename} ({item.where}) does not match the sha256 make models recorded in "
+                            f"build/models.json: its bytes changed since; rm build/{item.filename}, then run make "
+                            "models (it fetches the file again from the machine's cache or its source)")  # fmt: skip
     hashes.save()
     return records
 

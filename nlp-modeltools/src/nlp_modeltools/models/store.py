@@ -248,6 +248,7 @@ class ModelStore:
         check: Callable[[Path], None] | None = None,
         label: str | None = None,
         offline: bool = False,
+        fix: str = "",
     ) -> Fetched:
         """The file at url: from the store when it holds it (0 bytes), else downloaded, verified and stored.
 
@@ -277,9 +278,10 @@ class ModelStore:
                 part.discard()
                 raise UserError(
                     f"{label} from {mask(url)} has sha256 {digest}, not the expected {sha256}: the server sent "
-                    "another file than the one locked, and nothing was kept. Check the URL or mirror; if the "
-                    "model was republished on purpose, run `make upgrade` to lock the new file"
-                )
+                    "another file, and nothing was kept. "
+                    + (fix or "Check the URL or mirror; if the model was republished on purpose, run `make upgrade` "
+                       "to lock the new file")
+                )  # fmt: skip
             try:
                 if check:
                     check(part.path)

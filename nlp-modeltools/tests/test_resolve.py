@@ -1,0 +1,213 @@
+"""lock/resolve.py: uv pip compile and pip-compile for real, on a find-links directory of tiny wheels.
+
+The project's only index is a loopback server that has nothing (every project
+404s), so nothing but the find-links directory and the models' build/ files
+can be resolved.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+
+from nlp_modeltools.core.errors import UserError
+from nlp_modeltools.core.files import HashCache
+from nlp_modeltools.core.http import Session
+from nlp_modeltools.core.paths import Paths
+from nlp_modeltools.core.tools import Tools
+from nlp_modeltools.lock import lockfile
+from nlp_modeltools.lock.resolve import (
+    Resolver,
+    absolute_find_links,
+    add_missing_hashes,
+    compile_lock,
+    find_links_files,
+    resolver_failure,
+    uv_environment,
+    write_input,
+)
+from nlp_modeltools.models import manifest
+from nlp_modeltools.models.wheels import read_model_wheel
+
+MODEL = "en_tiny_model"
+
+
+@pytest.fixture
+def project(tmp_path: Path, make_wheel, sha256) -> Paths:
+    """requirements.in naming spaCy and the model pins; the model's wheel in build/; spaCy in a find-links dir."""
+    paths = Paths(tmp_path / "proj")
+    paths.root.mkdir()
+    paths.requirements.write_text("spacy>=3.8,<3.9\n-r requirements-model.in\n")
+    paths.pins.write_text(f"{MODEL}==1.0.0\n")
+    make_wheel(paths.build, MODEL, "1.0.0")
+    for version in ("3.8.5", "3.8.7", "3.9.0"):
+        make_wheel(tmp_path / "find-links", "spacy", version, requires=())
+    return paths
+
+
+def models_of(paths: Paths, sha256) -> dict:
+    wheel = read_model_wheel(paths.build / f"{MODEL}-1.0.0-py3-none-any.whl")
+    return {wheel.name: manifest.record(wheel, sha256(wheel.path), None, "requirements-model.in.url:1")}
+
+
+def resolver(paths: Paths, served, tool_environ: dict, installer: str, **extra: str) -> Resolver:
+    environ = {**tool_environ, "PIP_INDEX_URL": f"{served.url}/simple",
+               "PIP_FIND_LINKS": str(paths.root.parent / "find-links"), **extra}  # fmt: skip
+    return Resolver(paths, Tools(environ), Session({}), HashCache(paths.build / ".sha256-cache.json"), installer,
+                    "3.11")  # fmt: skip
+
+
+@pytest.mark.parametrize("installer", ["uv", "pip-tools"])
+def test_the_lock_pins_spacy_from_find_links_and_the_model_to_its_build_file(
+    project: Paths, served, tool_environ: dict, sha256, installer: str
+) -> None:
+    models = models_of(project, sha256)
+    scope = lockfile.UNIVERSAL if installer == "uv" else "for this machine"
+    lock = compile_lock(resolver(project, served, tool_environ, installer), models, scope, work=project.work)
+    spacy, model = lock.by_name()["spacy"], lock.by_name()["en-tiny-model"]
+    assert len(lock.entries) == 2
+    find_links = project.root.parent / "find-links"
+    assert (spacy.requirement, spacy.hashes) == (
+        "spacy==3.8.7",
+        [f"sha256:{sha256(find_links / 'spacy-3.8.7-py3-none-any.whl')}"],
+    )
+    build_file = project.build / f"{MODEL}-1.0.0-py3-none-any.whl"
+    assert (model.requirement, model.hashes, model.is_model) == (
+        f"{MODEL}==1.0.0",
+        [f"sha256:{sha256(build_file)}"],
+        True,
+    )
+    assert model.via == ["-r requirements-model.in"] and "-r requirements.in" in spacy.via
+    text = lock.render("d" * 64)
+    assert lockfile.problems(lock, text) == [] and lock.header[-1] == lockfile.SCOPE_PREFIX + scope
+    assert (project.work / "requirements.in").read_text().splitlines() == [
+        "spacy>=3.8,<3.9", "", "# Models (requirements-model.in), each its file in build/, never a name:",
+        f"en-tiny-model @ {build_file.resolve().as_uri()}",
+    ]  # fmt: skip
+    assert not project.lock.exists(), "the committed lock is the caller's to write"
+
+
+def test_the_previous_lock_s_pins_are_kept_until_upgrade(project: Paths, served, tool_environ: dict, sha256) -> None:
+    models = models_of(project, sha256)
+    previous = project.root / "requirements.txt"
+    previous.write_text("spacy==3.8.5\n")
+    kept = compile_lock(resolver(project, served, tool_environ, "uv"), models, "x", work=project.work,
+                        previous=previous)  # fmt: skip
+    assert kept.version_of("spacy").public == "3.8.5"  # type: ignore[union-attr]
+    upgraded = compile_lock(resolver(project, served, tool_environ, "uv"), models, "x", work=project.work,
+                            previous=previous, upgrade=True)  # fmt: skip
+    assert upgraded.version_of("spacy").public == "3.8.7"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("installer", ["uv", "pip-tools"])
+def test_an_unsatisfiable_line_is_named_with_the_resolver_s_reason(
+    project: Paths, served, tool_environ: dict, sha256, installer: str
+) -> None:
+    project.requirements.write_text("# the project\nspacy>=4\n-r requirements-model.in\n")
+    with pytest.raises(UserError) as failed:
+        compile_lock(resolver(project, served, tool_environ, installer), {}, "x", work=project.work)
+    message = str(failed.value)
+    tool = "uv pip compile" if installer == "uv" else "pip-compile"
+    assert message.startswith(f"{tool} failed: requirements.in:2 (spacy>=4) cannot be met: "), message
+    assert message.endswith("Change or remove the line(s) it names, then run make lock; requirements.txt was kept "
+                            "as it was (VERBOSE=1 shows its whole output)")  # fmt: skip
+    assert "\n" not in message
+
+
+def test_a_model_that_needs_another_spacy_is_named_by_the_project_s_line(
+    project: Paths, served, tool_environ: dict, sha256
+) -> None:
+    project.requirements.write_text("# the project\nspacy>=3.9\n-r requirements-model.in\n")
+    with pytest.raises(UserError) as failed:
+        compile_lock(resolver(project, served, tool_environ, "uv"), models_of(project, sha256), "x", work=project.work)
+    message = str(failed.value)
+    assert message.startswith("uv pip compile failed: requirements.in:2 (spacy>=3.9) cannot be met: "), message
+    assert "en-tiny-model" in message and "unsatisfiable" in message
+
+
+def test_the_resolver_s_input_keeps_requirements_in_s_line_numbers(tmp_path: Path) -> None:
+    paths = Paths(tmp_path)
+    paths.requirements.write_text("spacy>=3.8\n-r requirements-model.in\n-c constraints.txt\nrich\n")
+    (tmp_path / "build").mkdir()
+    source = write_input(paths, {"en-a": tmp_path / "build" / "en_a-1.0-py3-none-any.whl"}, paths.work)  # type: ignore[dict-item]
+    lines = source.read_text().splitlines()
+    assert lines[:4] == ["spacy>=3.8", "", "-c ../../constraints.txt", "rich"]
+    assert lines[4:] == ["# Models (requirements-model.in), each its file in build/, never a name:",
+                         f"en-a @ {(tmp_path / 'build' / 'en_a-1.0-py3-none-any.whl').as_uri()}"]  # fmt: skip
+
+
+def test_pip_sources_reach_uv_under_its_names() -> None:
+    env = uv_environment({"PIP_FIND_LINKS": "https://a/l.html /opt/wheels", "PIP_EXTRA_INDEX_URL": "https://x/s"})
+    assert env["UV_FIND_LINKS"] == "https://a/l.html,/opt/wheels" and env["UV_EXTRA_INDEX_URL"] == "https://x/s"
+    assert (
+        uv_environment({"PIP_INDEX_URL": "https://pip", "UV_INDEX_URL": "https://uv"})["UV_INDEX_URL"] == "https://uv"
+    )
+    assert uv_environment({})["UV_NO_PROGRESS"] == "1"
+
+
+def test_relative_find_links_are_made_absolute_for_a_resolver_in_build_lock(tmp_path: Path) -> None:
+    env = absolute_find_links({"PIP_FIND_LINKS": "wheels /abs https://h/links.html", "UV_FIND_LINKS": "w,x"}, tmp_path)
+    assert env["PIP_FIND_LINKS"] == f"{tmp_path / 'wheels'} /abs https://h/links.html"
+    assert env["UV_FIND_LINKS"] == f"{tmp_path / 'w'},{tmp_path / 'x'}"
+
+
+def test_a_find_links_page_gives_hashes_by_fragment_or_by_download(served, tmp_path: Path, make_wheel, sha256) -> None:
+    listed, unlisted = (make_wheel(tmp_path, "rich", v, requires=()) for v in ("13.0.0", "14.0.0"))
+    served.add_file("/files/rich-13.0.0-py3-none-any.whl", listed)
+    served.add_file("/files/rich-14.0.0-py3-none-any.whl", unlisted)
+    served.add_page("/links.html", f'<a href="files/rich-13.0.0-py3-none-any.whl#sha256={sha256(listed)}">a</a>\n'
+                                   '<a href="files/rich-14.0.0-py3-none-any.whl">b</a>\n')  # fmt: skip
+    environ = {"PIP_FIND_LINKS": f"{served.url}/links.html"}
+    found = find_links_files(Session({}), environ, {("rich", "13.0.0"), ("rich", "14.0.0")})
+    assert found == {listed.name: [sha256(listed)], unlisted.name: [sha256(unlisted)]}
+    assert [r.path for r in served.since()] == ["/links.html", "/files/rich-14.0.0-py3-none-any.whl"]
+    lock = lockfile.parse("rich==14.0.0\n    # via -r requirements.in\nspacy==3.8.7 \\\n    --hash=sha256:aa\n")
+    add_missing_hashes(Session({}), environ, lock)
+    assert [e.hashes for e in lock.entries] == [[f"sha256:{sha256(unlisted)}"], ["sha256:aa"]]
+
+
+UV_FAILURE = """\
+  \N{MULTIPLICATION SIGN} No solution found when resolving dependencies:
+  cause: Because only spacy<=3.8.7 is available and you require spacy>=4, we can conclude that your
+  requirements are unsatisfiable.
+"""
+PIP_CONFLICT = """\
+ERROR: Cannot install -r requirements.in (line 1) and en-a==1.0 because these package versions have conflicting \
+dependencies.
+
+The conflict is caused by:
+    The user requested spacy>=3.9 (from -r requirements.in (line 1))
+    en-a 1.0 depends on spacy<3.9
+
+To fix this you could try to:
+"""
+
+
+def test_the_resolver_s_reason_is_one_sentence_after_the_lines_it_concerns() -> None:
+    lines = [("requirements.in:1", Requirement("spacy>=3.9")), ("requirements.in:2", Requirement("rich"))]
+    assert resolver_failure(UV_FAILURE, [lines[0]]) == (
+        "requirements.in:1 (spacy>=3.9) cannot be met: Because only spacy<=3.8.7 is available and you require "
+        "spacy>=4, we can conclude that your requirements are unsatisfiable"
+    )
+    assert resolver_failure(PIP_CONFLICT, lines) == (
+        "requirements.in:1 (spacy>=3.9) cannot be met: The user requested spacy>=3.9 (from -r requirements.in (line "
+        "1)) en-a 1.0 depends on spacy<3.9"
+    )
+    assert resolver_failure("ERROR: No matching distribution found for rich==99\n", lines) == (
+        "requirements.in:2 (rich) cannot be met: No matching distribution found for rich==99"
+    )
+    assert resolver_failure("something else went wrong\n", lines) == ""
+
+
+def test_a_reason_that_names_no_line_points_at_requirements_in() -> None:
+    assert resolver_failure("No matching distribution found for numpy\n", []) == (
+        "requirements.in cannot be met: No matching distribution found for numpy"
+    )
+
+
+def test_the_tools_run_are_this_environment_s(project: Paths, served, tool_environ: dict) -> None:
+    tools = resolver(project, served, tool_environ, "uv").tools
+    assert os.access(tools.program("uv"), os.X_OK) and os.access(tools.program("python"), os.X_OK)
