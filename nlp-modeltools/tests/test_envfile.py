@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from nlp_modeltools.core import envfile
-from nlp_modeltools.core.errors import Redactor, UserError
+from nlp_modeltools.core.errors import UserError
+from nlp_modeltools.core.redact import Redactor
 
 
 def test_env_lines_read_as_make_reads_them() -> None:

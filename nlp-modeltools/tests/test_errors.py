@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from nlp_modeltools.core.errors import Redactor, UserError, mask, run_tool
+from nlp_modeltools.core.errors import UserError, run_tool
+from nlp_modeltools.core.redact import Redactor, mask
 
 FIX = "Fix it this way"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nlp_modeltools.core.errors import Redactor
+from nlp_modeltools.core.redact import Redactor
 from nlp_modeltools.core.tools import SOURCE_VARIABLES, Tools, is_true
 
 

@@ -17,8 +17,9 @@ from pathlib import Path
 
 from nlp_modeltools import __version__
 from nlp_modeltools.config import Settings
-from nlp_modeltools.core.errors import UserError, mask
+from nlp_modeltools.core.errors import UserError
 from nlp_modeltools.core.files import describe_os_error
+from nlp_modeltools.core.redact import mask
 
 # verb -> (module, function, help). Modules are imported for their verb only.
 VERBS: dict[str, tuple[str, str, str]] = {

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nlp_modeltools.core import envfile
-from nlp_modeltools.core.errors import Redactor, UserError
+from nlp_modeltools.core.errors import UserError
 from nlp_modeltools.core.files import HashCache
 from nlp_modeltools.core.paths import Paths
 from nlp_modeltools.core.platforms import ImageTarget, image_target
+from nlp_modeltools.core.redact import Redactor
 from nlp_modeltools.core.tools import Tools, is_true
 from nlp_modeltools.lock.resolve import Resolver
 from nlp_modeltools.models import manifest

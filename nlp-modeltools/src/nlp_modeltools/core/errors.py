@@ -9,33 +9,16 @@ output of the tools we run (pip, uv, the container engine).
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
-USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/\s?#@]*@")
+from nlp_modeltools.core.failures import machine_failure
+from nlp_modeltools.core.redact import Redactor
 
 
 class UserError(Exception):
     """A failure the user can fix; the command line prints it without a traceback."""
-
-
-def mask(text: str) -> str:
-    """Every URL's user-info (user:password@) in text shown as ****@."""
-    return USERINFO.sub(r"\1****@", text)
-
-
-class Redactor:
-    """Hides user-info in URLs and every known secret value in a line of text."""
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        values = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
-        self.pattern = re.compile("|".join(map(re.escape, values))) if values else None
-
-    def __call__(self, text: str) -> str:
-        text = mask(text)
-        return self.pattern.sub("****", text) if self.pattern else text
 
 
 def run_tool(
@@ -73,6 +56,10 @@ def run_tool(
     output = "".join(lines)
     if not process.returncode:
         return output
+    machine = machine_failure(output, env if env is not None else os.environ)
+    if machine is not None:  # a failure of the machine: its fix, never the step's own
+        reason, fix = machine
+        raise UserError(f"{what} failed: {reason}: {fix}" + ("" if quiet else " (its output is above)"))
     if not quiet:
         raise UserError(f"{what} failed (exit {process.returncode}, see above). {fix}")
     if os.environ.get("VERBOSE", "").lower() in ("1", "yes", "true", "on"):

@@ -24,7 +24,8 @@ from requests.adapters import HTTPAdapter
 from requests.utils import get_netrc_auth
 from urllib3.util.retry import Retry
 
-from nlp_modeltools.core.errors import UserError, mask
+from nlp_modeltools.core.errors import UserError
+from nlp_modeltools.core.redact import mask
 
 USER_AGENT = "nlp-template/3"
 TIMEOUT = 60  # seconds without a byte before a request counts as failed

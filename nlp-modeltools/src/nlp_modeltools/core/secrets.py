@@ -14,9 +14,10 @@ from pathlib import Path
 
 import requests
 
-from nlp_modeltools.core.errors import UserError, mask
+from nlp_modeltools.core.errors import UserError
 from nlp_modeltools.core.http import Session
 from nlp_modeltools.core.paths import Paths
+from nlp_modeltools.core.redact import mask
 from nlp_modeltools.core.tools import SOURCE_VARIABLES
 
 

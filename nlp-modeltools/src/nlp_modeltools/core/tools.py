@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nlp_modeltools.core.errors import Redactor
+from nlp_modeltools.core.redact import Redactor
 
 TRUE = ("1", "yes", "true", "on")
 # Where pip and uv look for packages: never given to an install, handed to a resolver, a build secret.

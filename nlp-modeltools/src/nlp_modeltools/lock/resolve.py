@@ -10,10 +10,12 @@ one, whatever the name looks like.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
 import shutil
+import subprocess
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -43,15 +45,41 @@ PIP_TO_UV = {
 
 
 def uv_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """The environment for uv: pip's source variables under uv's names (uv's own, if set, win)."""
+    """The environment for uv, which reads UV_* and neither PIP_* nor pip's configuration: pip's package sources
+    under uv's names (uv's own, if set, win), the CA bundle pip and requests trust (REQUESTS_CA_BUNDLE, PIP_CERT,
+    pip's configured cert) as SSL_CERT_FILE, pip's configured proxy, and uv's cache beside the model cache when
+    NLP_MODELS_CACHE is set (a HOME that cannot be written)."""
     env = dict(environ)
     for pip_name, uv_name in PIP_TO_UV.items():
         if env.get(pip_name, "").strip() and not env.get(uv_name):
             # pip separates with spaces; uv wants commas for find-links, spaces for indexes
             separator = "," if uv_name == "UV_FIND_LINKS" else " "
             env[uv_name] = separator.join(env[pip_name].split())
+    configured = pip_configuration(env.get("PIP_CONFIG_FILE", ""))
+    if not env.get("SSL_CERT_FILE"):
+        cert = env.get("REQUESTS_CA_BUNDLE") or env.get("PIP_CERT") or configured.get("cert")
+        if cert:
+            env["SSL_CERT_FILE"] = cert
+    if configured.get("proxy") and not any(env.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY")):
+        env["HTTPS_PROXY"] = env["HTTP_PROXY"] = configured["proxy"]
+    if env.get("NLP_MODELS_CACHE") and not env.get("UV_CACHE_DIR"):
+        env["UV_CACHE_DIR"] = str(Path(env["NLP_MODELS_CACHE"]).expanduser() / "uv")
     env.setdefault("UV_NO_PROGRESS", "1")
     return env
+
+
+@functools.cache
+def pip_configuration(config_file: str) -> dict[str, str]:
+    """pip's configured cert and proxy (global or install section), as `pip config list` prints them."""
+    listed = subprocess.run([Tools.program("python"), "-m", "pip", "config", "list"], capture_output=True, text=True,
+                            env={**os.environ, "PIP_CONFIG_FILE": config_file} if config_file else None)  # fmt: skip
+    found = {}
+    for line in listed.stdout.splitlines():
+        key, _, value = line.partition("=")
+        section, _, name = key.rpartition(".")
+        if name in ("cert", "proxy") and section in ("global", "install", "download") and value:
+            found.setdefault(name, value.strip().strip("'\""))
+    return found
 
 
 def absolute_find_links(environ: Mapping[str, str], root: Path) -> dict[str, str]:

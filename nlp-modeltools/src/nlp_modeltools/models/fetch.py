@@ -17,9 +17,10 @@ from pathlib import Path
 from packaging.utils import NormalizedName, parse_wheel_filename
 from packaging.version import Version
 
-from nlp_modeltools.core.errors import UserError, mask
+from nlp_modeltools.core.errors import UserError
 from nlp_modeltools.core.files import HashCache, link_or_copy, sha256_of
 from nlp_modeltools.core.http import Session
+from nlp_modeltools.core.redact import mask
 from nlp_modeltools.core.tools import Tools
 from nlp_modeltools.models.inputs import WheelSource
 from nlp_modeltools.models.store import ModelStore

@@ -25,9 +25,10 @@ import requests
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
-from nlp_modeltools.core.errors import UserError, mask
+from nlp_modeltools.core.errors import UserError
 from nlp_modeltools.core.files import read_json, write_if_changed
 from nlp_modeltools.core.http import Session, failure, get, host, origin, without_userinfo
+from nlp_modeltools.core.redact import mask
 from nlp_modeltools.models.inputs import url_filename
 from nlp_modeltools.models.wheels import archive_name
 

@@ -30,7 +30,7 @@ import requests
 import urllib3
 from tqdm import tqdm
 
-from nlp_modeltools.core.errors import UserError, mask
+from nlp_modeltools.core.errors import UserError
 from nlp_modeltools.core.files import (
     HashCache,
     describe_os_error,
@@ -42,6 +42,7 @@ from nlp_modeltools.core.files import (
     write_atomic,
 )
 from nlp_modeltools.core.http import TIMEOUT, Session, failure
+from nlp_modeltools.core.redact import mask
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
 CHUNK = 1 << 16

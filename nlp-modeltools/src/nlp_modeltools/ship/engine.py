@@ -18,7 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nlp_modeltools.core.errors import Redactor, UserError, run_tool
+from nlp_modeltools.core.errors import UserError, run_tool
+from nlp_modeltools.core.redact import Redactor
 
 # .env variables that configure the engine itself, handed to every engine call.
 ENGINE_PREFIXES = ("DOCKER_", "BUILDX_", "BUILDKIT_", "CONTAINERS_", "CONTAINER_", "REGISTRY_", "BUILDAH_", "PODMAN_")

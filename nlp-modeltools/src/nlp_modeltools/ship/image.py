@@ -27,9 +27,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nlp_modeltools.core.errors import Redactor, UserError
+from nlp_modeltools.core.errors import UserError
 from nlp_modeltools.core.files import ZIP_EPOCH, HashCache, read_json, write_atomic, write_if_changed
 from nlp_modeltools.core.platforms import ImageTarget
+from nlp_modeltools.core.redact import Redactor
 from nlp_modeltools.core.tools import Tools
 from nlp_modeltools.lock import lockfile
 from nlp_modeltools.ship import imagediff, wheelhouse

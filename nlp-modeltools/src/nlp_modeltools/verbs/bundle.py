@@ -20,9 +20,10 @@ from packaging.pylock import Package, PackageWheel, Pylock, PylockValidationErro
 from packaging.version import Version
 
 from nlp_modeltools.config import Settings
-from nlp_modeltools.core.errors import UserError, mask
+from nlp_modeltools.core.errors import UserError
 from nlp_modeltools.core.files import ZIP_EPOCH, project_lock, replace_atomic
 from nlp_modeltools.core.platforms import ImageTarget
+from nlp_modeltools.core.redact import mask
 from nlp_modeltools.lock import lockfile
 from nlp_modeltools.models.manifest import ModelRecord, by_key
 from nlp_modeltools.ship import targets, wheelhouse

@@ -10,8 +10,9 @@ import platform
 import sys
 
 from nlp_modeltools.config import Settings
-from nlp_modeltools.core.errors import UserError, mask
+from nlp_modeltools.core.errors import UserError
 from nlp_modeltools.core.files import mark_fresh, project_lock, write_if_changed
+from nlp_modeltools.core.redact import mask
 from nlp_modeltools.core.secrets import check_no_leaks, check_private_sources, find_leaks, require_variables
 from nlp_modeltools.lock import lockfile
 from nlp_modeltools.lock.resolve import compile_lock

@@ -20,9 +20,10 @@ from pathlib import Path
 import requests
 
 from nlp_modeltools.config import Settings
-from nlp_modeltools.core.errors import Redactor, UserError, mask, run_tool
+from nlp_modeltools.core.errors import UserError, run_tool
 from nlp_modeltools.core.files import project_lock
 from nlp_modeltools.core.paths import LOCKS
+from nlp_modeltools.core.redact import Redactor, mask
 from nlp_modeltools.models import releases
 from nlp_modeltools.models.wheels import ModelWheel, read_model_wheel
 from nlp_modeltools.ship import envs

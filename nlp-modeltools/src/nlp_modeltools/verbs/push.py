@@ -11,7 +11,8 @@ import tempfile
 
 from nlp_modeltools.config import Settings
 from nlp_modeltools.core import envfile
-from nlp_modeltools.core.errors import Redactor, UserError
+from nlp_modeltools.core.errors import UserError
+from nlp_modeltools.core.redact import Redactor
 
 
 def push(settings: Settings) -> None:
