@@ -54,8 +54,10 @@ def migrate(project: Path) -> list[Path]:
 
 def main() -> int:
     kept = migrate(Path.cwd())
-    print("migration to v0.4.0: the engine is now the package nlp-modeltools, pinned by hash in scripts/tools.txt; "
-          "scripts/modeltools/ and scripts/models.py were removed (make install sets up the new tools venv)")
+    print(
+        "migration to v0.4.0: the engine is now the package nlp-modeltools, pinned by hash in scripts/tools.txt; "
+        "scripts/modeltools/ and scripts/models.py were removed (make install sets up the new tools venv)"
+    )
     for copy in kept:
         print(f"migration to v0.4.0: you had edited {copy.relative_to(KEPT)}; your copy is kept at {copy}")
     return 0

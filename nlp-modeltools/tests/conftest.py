@@ -14,6 +14,7 @@ import os
 import re
 import shlex
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -353,6 +354,58 @@ def served() -> Iterator[Loopback]:
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+class TLSLoopbackServer(LoopbackServer):
+    """A loopback server that speaks TLS with a certificate for 127.0.0.1; the handshake is made in the request's
+    thread, and a client that refuses the certificate is no error of the server's."""
+
+    def __init__(self, state: Loopback, context: ssl.SSLContext) -> None:
+        super().__init__(state)
+        self.context = context
+
+    def get_request(self) -> tuple[socket.socket, object]:
+        connection, address = self.socket.accept()
+        return self.context.wrap_socket(connection, server_side=True, do_handshake_on_connect=False), address
+
+    def finish_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+        try:
+            request.do_handshake()  # type: ignore[attr-defined]
+        except (ssl.SSLError, OSError):
+            return
+        super().finish_request(request, client_address)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Authority:
+    """A certificate authority of this test session that no one trusts unless told: its PEM file, for
+    REQUESTS_CA_BUNDLE, SSL_CERT_FILE or pip's cert."""
+
+    pem: Path
+    server_context: ssl.SSLContext
+
+
+@pytest.fixture(scope="session")
+def untrusted_ca(tmp_path_factory: pytest.TempPathFactory) -> Authority:
+    trustme = pytest.importorskip("trustme")
+    authority = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(context)
+    pem = tmp_path_factory.mktemp("ca") / "company-ca.pem"
+    authority.cert_pem.write_to_path(str(pem))
+    return Authority(pem, context)
+
+
+@pytest.fixture
+def tls_served(untrusted_ca: Authority) -> Iterator[Loopback]:
+    """One loopback server over https (url: https://127.0.0.1:<port>), its certificate from untrusted_ca."""
+    state = Loopback()
+    server = TLSLoopbackServer(state, untrusted_ca.server_context)
+    state.url = f"https://127.0.0.1:{server.server_address[1]}"
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    yield state
+    server.shutdown()
+    server.server_close()
 
 
 # ---- real file-system faults

@@ -133,6 +133,29 @@ def test_a_relock_keeps_the_locked_release_and_asks_no_api_until_upgrade(
     assert json.loads(paths.manifest.read_text())["models"][0]["version"] == "1.2.0"
 
 
+def test_a_release_whose_file_is_not_its_digest_is_refused_with_the_links_page_s_advice(
+    paths: Paths, served, tmp_path: Path, make_wheel, sha256
+) -> None:
+    """The API's asset digest becomes the links page's #sha256, and that the hash the download must have: its
+    advice is the page's (make links), never the lock's (make upgrade), for there is no lock."""
+    wheel = serve(served, tmp_path, make_wheel, "en_r", "1.0.0")
+    listed = {**release(served, wheel, sha256)}
+    listed["assets"] = [{**listed["assets"][0], "digest": "sha256:" + "d" * 64}]
+    served.add_api(f"{API}/releases", [[listed]])
+    paths.ranges.write_text("en_r>=1\n")
+    with pytest.raises(UserError) as refused:
+        run(paths, served, tmp_path / "cache")
+    assert f"#sha256={'d' * 64}" in paths.links.read_text()
+    url = f"{served.url}/download/en_r-1.0.0/{wheel.name}"
+    assert str(refused.value) == (
+        f"requirements-model.in.range:1 ({wheel.name}): {wheel.name} from {url} has sha256 {sha256(wheel)}, not the "
+        f"expected {'d' * 64}: the server sent another file, and nothing was kept. The expected hash is the digest "
+        "the links page gives: run make links"
+    )
+    assert "make upgrade" not in str(refused.value) and "requirements.txt" not in str(refused.value)
+    assert list(paths.build.glob("*.whl")) == [] and ModelStore(tmp_path / "cache").info() == []
+
+
 def test_a_model_for_another_spacy_is_refused_and_leaves_build(
     paths: Paths, served, tmp_path: Path, make_wheel
 ) -> None:

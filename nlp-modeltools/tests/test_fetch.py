@@ -71,6 +71,23 @@ def test_a_wrong_sha256_on_the_line_names_the_line_as_the_fix(tmp_path: Path, se
     assert "fix the #sha256= or the URL" in str(refused.value) and "make upgrade" not in str(refused.value)
 
 
+def test_a_download_that_is_not_the_locked_file_names_make_upgrade(tmp_path: Path, served_wheel, sha256) -> None:
+    """No #sha256= on the line: the hash is the lock's for that version, and so is the advice."""
+    wheel, url = served_wheel
+    source = WheelSource(url, None, WHERE)
+    locked = {"en-a": ("1.0.0", "c" * 64)}
+    project, cache = tmp_path / "proj", tmp_path / "cache"
+    with pytest.raises(UserError) as refused:
+        fetcher(project, cache).wheel(source, expectation(source, locked, upgrade=False))  # type: ignore[arg-type]
+    assert str(refused.value) == (
+        f"{WHERE}: {WHEEL} from {url} has sha256 {sha256(wheel)}, not the expected {'c' * 64}: the server sent "
+        "another file, and nothing was kept. The expected hash is requirements.txt, which locked en-a==1.0.0 with "
+        "another file: if the new file is the one you want, run make upgrade to lock it"
+    )
+    assert wheels_in_build(project / "build") == {} and ModelStore(cache).info() == []
+    assert "fix the #sha256=" not in str(refused.value)
+
+
 def test_a_file_that_is_another_model_than_its_url_names_is_not_kept(tmp_path: Path, served, make_wheel) -> None:
     impostor = make_wheel(tmp_path / "served", "en_other", "1.0.0")
     url = served.add_file(f"/download/en_a-1.0.0/{WHEEL}", impostor)

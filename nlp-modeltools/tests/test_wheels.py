@@ -206,6 +206,45 @@ def test_a_built_wheel_has_the_same_bytes_under_any_umask(kind: str, tmp_path: P
         assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
 
 
+GENERATING_SETUP_PY = """\
+import os
+from setuptools import setup
+from setuptools.command.build_py import build_py
+
+
+class with_generated(build_py):
+    def run(self):
+        super().run()
+        with open(os.path.join(self.build_lib, "xx_tiny_model", "_generated.py"), "w") as module:
+            module.write("MESSAGE = 'written by the build'\\n")
+
+
+setup(name="xx_tiny_model", version="1.0.0", packages=["xx_tiny_model"], cmdclass={"build_py": with_generated})
+"""
+
+
+def test_a_file_the_build_writes_itself_is_0644_and_the_same_under_any_umask(
+    tmp_path: Path, tool_environ: dict, sha256
+) -> None:
+    """A module the setup.py writes while it builds is created under the process's umask: under 077 it would be
+    0600 in the wheel, and the wheel another file, but for the umask 022 the build runs under."""
+    digests = set()
+    for umask in (0o022, 0o077, 0o002):
+        before = os.umask(umask)
+        try:
+            source = write_source(tmp_path / f"src-{umask:o}" / "xx_tiny_model-1.0.0", "setup.py")
+            (source / "setup.py").write_text(GENERATING_SETUP_PY)
+            wheel = build_wheel(Tools(tool_environ), source, tmp_path / f"out-{umask:o}", "building", FIX)
+        finally:
+            os.umask(before)
+        with zipfile.ZipFile(wheel.path) as archive:
+            generated = archive.getinfo("xx_tiny_model/_generated.py")
+            assert archive.read(generated) == b"MESSAGE = 'written by the build'\n"
+            assert generated.external_attr >> 16 == 0o100644, f"{generated.external_attr >> 16:o} under {umask:o}"
+        digests.add(sha256(wheel.path))
+    assert len(digests) == 1
+
+
 def test_a_failed_build_is_one_line_with_the_backend_s_own_reason(tmp_path: Path, tool_environ: dict) -> None:
     source = tmp_path / "xx_broken-1.0.0"
     source.mkdir()

@@ -21,6 +21,8 @@ DISK_FULL = re.compile(r"No space left on device|\[Errno 28\]|ENOSPC|Disk quota 
 PROXY = re.compile(r"ProxyError|Cannot connect to proxy|proxy (?:error|connect)|tunnel (?:connection )?failed", re.I)
 TLS = re.compile(r"CERTIFICATE_VERIFY_FAILED|certificate verify failed|UnknownIssuer|invalid peer certificate|"
                  r"self[- ]signed certificate|unable to get local issuer", re.I)  # fmt: skip
+UV_CACHE = re.compile(r"Failed to initialize cache at `?([^`\s]+)`?")
+READ_ONLY = re.compile(r"(?:\[Errno 30\]|\[Errno 13\])? ?(Read-only file system|Permission denied)[:,]? '?(/[^'\s]+)")
 UNREACHABLE = re.compile(
     r"Connection refused|Failed to establish a new connection|Name or service not known|Temporary failure in name "
     r"resolution|Could not resolve host|dns error|failed to lookup address|Network is unreachable|No route to host|"
@@ -37,6 +39,16 @@ def machine_failure(output: str, environ: Mapping[str, str]) -> tuple[str, str] 
         return ("no space left on device", f"free some space on the disk it writes to (TMPDIR={where}, where pip and "
                 "uv unpack, or the project's), or set TMPDIR to a directory on a disk with room, then run the same "
                 "make command again")  # fmt: skip
+    cache = UV_CACHE.search(text)
+    if cache:
+        return (f"uv cannot write its cache at {cache.group(1)}", "set NLP_MODELS_CACHE in .env (or your shell) to a "
+                "directory you can write, and uv's cache goes beside it (or set UV_CACHE_DIR), then run the same make "
+                "command again")  # fmt: skip
+    read_only = READ_ONLY.search(text)
+    if read_only:
+        return (f"{read_only.group(2)} cannot be written ({read_only.group(1)})", "make it writable, or point the "
+                "setting that names it elsewhere (NLP_MODELS_CACHE, UV_CACHE_DIR, TMPDIR, VENV, TOOLS), then run "
+                "the same make command again")  # fmt: skip
     host = _host(text)
     proxy = next((environ[name] for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")
                   if environ.get(name)), "")  # fmt: skip
