@@ -78,6 +78,12 @@ def test_no_writable_home_works_once_the_model_cache_is_set(tmp_path: Path, inst
     (line,) = [x for x in first.stderr.splitlines() if x.startswith("error:")]
     assert "NLP_MODELS_CACHE" in line and "Traceback" not in first.stdout + first.stderr
     cache = tmp_path / "model-cache"
+    stuck = ["env", "-u", "XDG_CACHE_HOME", *make_argv(project, "install", "INSTALLER=uv", f"NLP_MODELS_CACHE={cache}")]
+    # uv told to keep its cache under the read-only HOME: the message reads uv's own words
+    refused = run_with_mounts([read_only(home)], stuck, env={**env, "HOME": str(home), "UV_CACHE_DIR": f"{home}/uv"})
+    assert refused.returncode != 0
+    line = [x for x in refused.stderr.splitlines() if x.startswith("error:")][-1]  # after uv's own lines
+    assert f"could not install .venv: uv cannot write its cache at {home / 'uv'}: UV_CACHE_DIR names it" in line
     command = [*unset[:1], *unset[3:], *make_argv(project, "install", "INSTALLER=uv", f"NLP_MODELS_CACHE={cache}")]
     then = run_with_mounts([read_only(home)], command, env={**env, "HOME": str(home)})
     assert then.returncode == 0, then.stdout + then.stderr
@@ -120,3 +126,17 @@ def test_a_deleted_model_file_is_noticed_and_fetched_again(
         assert wheel.is_file()
         assert len([r for r in mirror.since(mark) if r.path.endswith(SM_WHEEL)]) == fetched_from_source
     assert make(project, "-q", "install", env=env, check=False).returncode == 0
+
+
+def test_a_proxy_that_refuses_is_named_never_a_requirements_line(tmp_path: Path, installed_projects: object) -> None:
+    project = copy_project(installed_projects.get("uv").path, tmp_path / "proj")  # type: ignore[attr-defined]
+    (project / ".env").write_text("HTTPS_PROXY=http://127.0.0.1:9\nHTTP_PROXY=http://127.0.0.1:9\n")
+    requirements = project / "requirements.in"
+    requirements.write_text(requirements.read_text() + "six==1.17.0\n")  # a relock, through the proxy
+    result = make(project, "lock", "INSTALLER=uv", env={"NO_PROXY": "", "no_proxy": ""}, check=False)
+    assert result.returncode != 0 and "Traceback" not in result.output
+    (line,) = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    assert "failed: the proxy http://127.0.0.1:9 did not carry the request to" in line
+    assert "HTTPS_PROXY" in line and "requirements.in:" not in line
+    (project / ".env").write_text("")  # the advice followed: the proxy fixed (here: none)
+    make(project, "lock", "INSTALLER=uv")

@@ -192,7 +192,8 @@ Name or service not known)")': /simple/rich/
 ERROR: Could not find a version that satisfies the requirement rich (from versions: none)
 ERROR: No matching distribution found for rich
 """
-# pip 26 with an older vendored urllib3 names the proxy itself (the current one says only NewConnectionError)
+# pip 23.2 (ensurepip's: the pip a fresh venv starts with) names the proxy itself; pip 26 says only
+# NewConnectionError for the proxy's host and port (test_a_proxy_that_refuses_names_the_proxy_settings)
 PIP_PROXY_ERROR = """\
 Looking in indexes: https://pypi.invalid/simple
 WARNING: Retrying (Retry(total=0, connect=None, read=None, redirect=None, status=None)) after connection broken by \
@@ -224,7 +225,7 @@ def test_captured_network_failures_name_the_host(output: str, reason: str) -> No
 
 
 def test_a_proxy_error_is_the_proxy_s_even_when_the_proxy_is_configured_elsewhere() -> None:
-    """pip.conf's proxy is not in the environment; pip's own words still say it was the proxy."""
+    """pip.conf's proxy is not in the environment; pip 23's own words still say it was the proxy."""
     found = machine_failure(PIP_PROXY_ERROR, {})
     assert found is not None and found[0] == "the proxy (none set) did not carry the request to pypi.invalid"
     assert found[1].startswith("check HTTPS_PROXY, HTTP_PROXY and NO_PROXY")
@@ -236,8 +237,6 @@ def test_user_info_of_a_proxy_is_never_printed() -> None:
     assert "s3cret" not in " ".join(found)
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: uv prints 'error sending request' for every failed request, so "
-                   "with a proxy in the environment an untrusted certificate is blamed on the proxy")  # fmt: skip
 def test_an_untrusted_certificate_behind_a_proxy_is_still_the_certificate_s(
     tool_environ: dict, tmp_path: Path, tls_served
 ) -> None:

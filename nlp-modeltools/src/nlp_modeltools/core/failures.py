@@ -40,24 +40,28 @@ def machine_failure(output: str, environ: Mapping[str, str]) -> tuple[str, str] 
                 "uv unpack, or the project's), or set TMPDIR to a directory on a disk with room, then run the same "
                 "make command again")  # fmt: skip
     cache = UV_CACHE.search(text)
+    if cache and environ.get("UV_CACHE_DIR"):
+        return (f"uv cannot write its cache at {cache.group(1)}", "UV_CACHE_DIR names it: point UV_CACHE_DIR at a "
+                "directory you can write, or unset it (uv's cache then goes beside NLP_MODELS_CACHE), then run the "
+                "same make command again")  # fmt: skip
     if cache:
         return (f"uv cannot write its cache at {cache.group(1)}", "set NLP_MODELS_CACHE in .env (or your shell) to a "
-                "directory you can write, and uv's cache goes beside it (or set UV_CACHE_DIR), then run the same make "
-                "command again")  # fmt: skip
+                "directory you can write, and uv's cache goes beside it, then run the same make command "
+                "again")  # fmt: skip
     read_only = READ_ONLY.search(text)
     if read_only:
         return (f"{read_only.group(2)} cannot be written ({read_only.group(1)})", "make it writable, or point the "
                 "setting that names it elsewhere (NLP_MODELS_CACHE, UV_CACHE_DIR, TMPDIR, VENV, TOOLS), then run "
                 "the same make command again")  # fmt: skip
     host = _host(text)
+    if TLS.search(text):  # before the proxy: uv says "error sending request" for an untrusted certificate too
+        return (f"{host}'s TLS certificate is not trusted here", "set REQUESTS_CA_BUNDLE (or SSL_CERT_FILE) in .env "
+                "to a bundle holding your company's CA, then run the same make command again")  # fmt: skip
     proxy = next((environ[name] for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")
                   if environ.get(name)), "")  # fmt: skip
     if PROXY.search(text) or (proxy and UNREACHABLE.search(text)):
         return (f"the proxy {mask(proxy) or '(none set)'} did not carry the request to {host}", "check HTTPS_PROXY, "
                 "HTTP_PROXY and NO_PROXY (in .env or your shell), then run the same make command again")  # fmt: skip
-    if TLS.search(text):
-        return (f"{host}'s TLS certificate is not trusted here", "set REQUESTS_CA_BUNDLE (or SSL_CERT_FILE) in .env "
-                "to a bundle holding your company's CA, then run the same make command again")  # fmt: skip
     if UNREACHABLE.search(text):
         return (f"cannot reach {host}", "check the network, the package sources in .env (PIP_INDEX_URL, "
                 "PIP_EXTRA_INDEX_URL, PIP_FIND_LINKS) and HTTPS_PROXY/NO_PROXY, then run the same make command "

@@ -55,13 +55,14 @@ def uv_environment(environ: Mapping[str, str]) -> dict[str, str]:
             # pip separates with spaces; uv wants commas for find-links, spaces for indexes
             separator = "," if uv_name == "UV_FIND_LINKS" else " "
             env[uv_name] = separator.join(env[pip_name].split())
-    configured = pip_configuration(env.get("PIP_CONFIG_FILE", ""))
+    config = env.get("PIP_CONFIG_FILE", "")
     if not env.get("SSL_CERT_FILE"):
-        cert = env.get("REQUESTS_CA_BUNDLE") or env.get("PIP_CERT") or configured.get("cert")
+        cert = env.get("REQUESTS_CA_BUNDLE") or env.get("PIP_CERT") or pip_setting("global.cert", config)
         if cert:
             env["SSL_CERT_FILE"] = cert
-    if configured.get("proxy") and not any(env.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY")):
-        env["HTTPS_PROXY"] = env["HTTP_PROXY"] = configured["proxy"]
+    proxies = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+    if not any(env.get(name) for name in proxies) and (proxy := pip_setting("global.proxy", config)):
+        env["HTTPS_PROXY"] = env["HTTP_PROXY"] = proxy
     if env.get("NLP_MODELS_CACHE") and not env.get("UV_CACHE_DIR"):
         env["UV_CACHE_DIR"] = str(Path(env["NLP_MODELS_CACHE"]).expanduser() / "uv")
     env.setdefault("UV_NO_PROGRESS", "1")
@@ -69,17 +70,12 @@ def uv_environment(environ: Mapping[str, str]) -> dict[str, str]:
 
 
 @functools.cache
-def pip_configuration(config_file: str) -> dict[str, str]:
-    """pip's configured cert and proxy (global or install section), as `pip config list` prints them."""
-    listed = subprocess.run([Tools.program("python"), "-m", "pip", "config", "list"], capture_output=True, text=True,
-                            env={**os.environ, "PIP_CONFIG_FILE": config_file} if config_file else None)  # fmt: skip
-    found = {}
-    for line in listed.stdout.splitlines():
-        key, _, value = line.partition("=")
-        section, _, name = key.rpartition(".")
-        if name in ("cert", "proxy") and section in ("global", "install", "download") and value:
-            found.setdefault(name, value.strip().strip("'\""))
-    return found
+def pip_setting(key: str, config_file: str) -> str:
+    """A setting of pip's configuration as pip uses it (`pip config get`, every file by its precedence); "" if none."""
+    env = {**os.environ, "PIP_CONFIG_FILE": config_file} if config_file else None
+    found = subprocess.run([Tools.program("python"), "-m", "pip", "config", "get", key], capture_output=True,
+                           text=True, env=env)  # fmt: skip
+    return found.stdout.strip() if found.returncode == 0 else ""
 
 
 def absolute_find_links(environ: Mapping[str, str], root: Path) -> dict[str, str]:
