@@ -18,7 +18,8 @@ from nlp_modeltools.lock import lockfile
 from nlp_modeltools.lock.resolve import compile_lock
 from nlp_modeltools.models import manifest
 from nlp_modeltools.models.collect import SpacyCheck, collect_models
-from nlp_modeltools.models.inputs import requirement_files, requirement_lines
+from nlp_modeltools.models.fetch import wheels_in_build
+from nlp_modeltools.models.inputs import check_no_model_by_name, requirement_files, requirement_lines
 from nlp_modeltools.models.manifest import ModelRecord
 
 
@@ -33,6 +34,9 @@ def _lock(settings: Settings, upgrade: bool) -> None:
     found = collect_models(paths, settings.fetcher, settings.model_sources, upgrade=True) if upgrade else None
     records = manifest.read(paths.manifest) if upgrade else settings.models()
     models = manifest.by_key(records)
+    # a model by name in requirements.in (one listed, or a wheel someone put in build/) never reaches a resolver
+    in_build = [name for name, _ in wheels_in_build(paths.build)]
+    check_no_model_by_name(paths.requirements, paths.pins, [*models, *in_build])
     files = requirement_files(paths.requirements, skip=paths.pins)
     digest = lockfile.inputs_digest(files, {name: r.sha256 for name, r in models.items()}, settings.python_version)
     lock_sources = [*files, paths.pins, paths.manifest, *(r.path(paths.build) for r in records)]
