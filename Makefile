@@ -13,6 +13,8 @@ PYTHON ?= python3
 VENV ?= .venv
 DEMO_DIR ?= build/demo
 PYTEST_ARGS ?=
+# Test workers (pytest-xdist): the container builds run on one, the rest spread over all; 0 runs in one process.
+PYTEST_WORKERS ?= 2
 BENCH_ARGS ?=
 # The engine: a package of its own, its wheel built into dist/ and pinned by hash in template/scripts/tools.txt.
 ENGINE := nlp-modeltools
@@ -37,7 +39,7 @@ demo-%:
 
 ## Run the whole test suite, container builds included
 test: $(VENV)/.installed
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 .PHONY: test
 
 ## Measure installs, locks, downloads and image builds side by side; BENCH_ARGS=--publish updates docs/

@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +24,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.mirror import Mirror, MirrorServer
-from tests.support.project import REPO, MakeResult, copy_project, make, render
-from tests.support.wheels import CACHE_DIR, TinyModel, build_real_sm, build_tiny
+from tests.support.project import OUTPUTS, REPO, SEPARATOR, MakeResult, copy_project, make, render
+from tests.support.wheels import CACHE_DIR, TinyModel, build_real_sm, build_tiny, cache_lock
 
 TINY_MODELS = {
     "md-3.8.0": TinyModel("en_core_web_md", "3.8.0"),
@@ -65,8 +66,7 @@ def own_uv_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(autouse=True, scope="session")
 def engine_wheel(isolated_environment: None) -> Path:
     """The engine's wheel, built from this checkout (make dist) and offered to every tools venv (TOOLS_FIND_LINKS)."""
-    subprocess.run(["make", "--no-print-directory", "-C", str(REPO), "dist"], check=True, capture_output=True)
-    (wheel,) = (REPO / "dist").glob("nlp_modeltools-*.whl")
+    (wheel,) = (REPO / "dist").glob("nlp_modeltools-*.whl")  # built by pytest_configure, before any worker
     os.environ["TOOLS_FIND_LINKS"] = str(wheel.parent)
     return wheel
 
@@ -83,18 +83,19 @@ def shared_tools(engine_wheel: Path) -> Path:
     requirements = REPO / "template" / "scripts" / "tools.txt"
     stamp, built = tools / ".installed", tools / ".engine-sha256"
     digest = hashlib.sha256(engine_wheel.read_bytes()).hexdigest()
-    if not stamp.is_file() or stamp.read_bytes() != requirements.read_bytes() or _read(built) != digest:
-        shutil.rmtree(tools, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "venv", str(tools)], check=True)
-        pip = [str(tools / "bin" / "python"), "-m", "pip", "--quiet", "--disable-pip-version-check"]
-        others = tools / "others.txt"  # tools.txt without the engine: it comes from dist/, as built
-        others.write_text(re.sub(r"^nlp-modeltools==.*?(?=^\S)", "", requirements.read_text(), flags=re.M | re.S))
-        locked = ["--require-hashes", "--no-deps", "--requirement", str(others)]
-        subprocess.run([*pip, "download", "--dest", str(tools / "wheels"), *locked], check=True)
-        subprocess.run([*pip, "install", "--no-index", "--find-links", str(tools / "wheels"), *locked], check=True)
-        subprocess.run([*pip, "install", "--no-deps", "--no-index", str(engine_wheel)], check=True)
-        shutil.copyfile(requirements, stamp)
-        built.write_text(digest)
+    with cache_lock("tools"):
+        if not stamp.is_file() or stamp.read_bytes() != requirements.read_bytes() or _read(built) != digest:
+            shutil.rmtree(tools, ignore_errors=True)
+            subprocess.run([sys.executable, "-m", "venv", str(tools)], check=True)
+            pip = [str(tools / "bin" / "python"), "-m", "pip", "--quiet", "--disable-pip-version-check"]
+            others = tools / "others.txt"  # tools.txt without the engine: it comes from dist/, as built
+            others.write_text(re.sub(r"^nlp-modeltools==.*?(?=^\S)", "", requirements.read_text(), flags=re.M | re.S))
+            locked = ["--require-hashes", "--no-deps", "--requirement", str(others)]
+            subprocess.run([*pip, "download", "--dest", str(tools / "wheels"), *locked], check=True)
+            subprocess.run([*pip, "install", "--no-index", "--find-links", str(tools / "wheels"), *locked], check=True)
+            subprocess.run([*pip, "install", "--no-deps", "--no-index", str(engine_wheel)], check=True)
+            shutil.copyfile(requirements, stamp)
+            built.write_text(digest)
     os.environ["TOOLS"] = str(tools)
     return tools
 
@@ -192,3 +193,38 @@ def project(tmp_path: Path, installed: Installed) -> Path:
 
 
 FAST = {"INSTALLER": "uv"}  # for tests not about the installer: the same lock, installed in a second
+
+
+# ---- two workers (pytest-xdist): the container builds on one, the rest spread over both -----------------------
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every container test in one group (one worker): the engines' daemons, base images and build caches are
+    made once, and two image builds never compete for the disk."""
+    for item in items:
+        if item.get_closest_marker("container"):
+            item.add_marker(pytest.mark.xdist_group("engines"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """On the controller (or a run without workers), before any test: the engine's wheel from this checkout
+    (make dist), and the directory where each worker records what make printed."""
+    if not hasattr(config, "workerinput"):
+        subprocess.run(["make", "--no-print-directory", "-C", str(REPO), "dist"], check=True, capture_output=True)
+        os.environ["NLP_TEST_OUTPUTS"] = tempfile.mkdtemp(prefix="nlp-test-outputs-")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """When the whole suite ran, every message the generated README quotes must have been printed by some test."""
+    if hasattr(session.config, "workerinput") or exitstatus not in (0, 1):
+        return
+    from tests.readme_messages import unprinted
+
+    directory = Path(os.environ["NLP_TEST_OUTPUTS"])
+    outputs = [text for log in directory.glob("*.log") for text in log.read_text(errors="replace").split(SEPARATOR)]
+    outputs += OUTPUTS
+    never = unprinted(session.config, outputs)
+    shutil.rmtree(directory, ignore_errors=True)
+    if never:
+        print(f"\nerror: the README quotes messages no test printed: {never}", file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -192,22 +192,6 @@ def test_plain_build_after_make_models_with_a_build_secret(
         remove_image(engine, image)
 
 
-def test_make_docker_passes_env_credentials_only_as_a_secret(
-    built: Built, engine: str, installed: Installed, tmp_path: Path
-) -> None:
-    (built.project / ".env").write_text(f"PIP_EXTRA_INDEX_URL=https://ci:{TOKEN}@pypi.example.invalid/simple\n")
-    image = f"localhost/nlp-template-secret-{uuid.uuid4().hex[:8]}:latest"
-    settings = [f"BASE_IMAGE={ensure_base_image(engine)}", f"IMAGE={image}", f"CONTAINER_ENGINE={engine}"]
-    try:
-        result = make(built.project, "docker", *settings, "DOCKER_BUILD_ARGS=--no-cache")
-        assert TOKEN not in result.output
-        assert TOKEN not in run(engine, "history", "--no-trunc", "--format", "{{.CreatedBy}}", image).stdout
-        assert TOKEN not in run(engine, "image", "inspect", image).stdout
-        assert [name for name, data in image_files(engine, image, tmp_path) if TOKEN.encode() in data] == []
-    finally:
-        remove_image(engine, image)
-
-
 def test_an_image_from_a_uv_lock_bakes_in_a_packaged_pipeline(
     tmp_path: Path, installed_projects: InstalledProjects, engine: str, base_image: str
 ) -> None:

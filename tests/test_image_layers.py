@@ -24,7 +24,6 @@ from tests.support.project import make, render
 from tests.test_docker import base_image, engine, layers, run  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.container
-BUMP = "six==1.17.0"  # a small package the lock does not hold yet
 
 
 def settings(engine: str, base: str, image: str) -> list[str]:
@@ -84,9 +83,11 @@ def images(engine: str) -> Iterator[list[str]]:
     subprocess.run([engine, "image", "prune", "--force"], capture_output=True)  # the layers the builds left
 
 
-def test_no_cache_rebuilds_and_a_clone_elsewhere_give_the_same_image_id(
-    project: Path, engine: str, base_image: str, images: list[str], tmp_path: Path
+def test_a_no_cache_rebuild_gives_the_same_image_id(
+    project: Path, engine: str, base_image: str, images: list[str]
 ) -> None:
+    """podman's --timestamp: the same image ID on a --no-cache rebuild (a clone on a fresh machine, a failed verify
+    and where it names the difference are test_docker_engine's, on Docker's stores)."""
     git_commit(project, "the project")
     epoch = subprocess.run(["git", "log", "-1", "--format=%ct", "--", "requirements.txt"], cwd=project,
                            capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
@@ -99,25 +100,7 @@ def test_no_cache_rebuilds_and_a_clone_elsewhere_give_the_same_image_id(
     created = json.loads(run(engine, "image", "inspect", image).stdout)[0]["Created"]
     assert created.startswith(subprocess.run(["date", "-u", "-d", f"@{epoch}", "+%Y-%m-%dT%H:%M:%S"],
                                              capture_output=True, text=True).stdout.strip())  # fmt: skip
-
-    clone = tmp_path / "elsewhere" / "clone"
-    subprocess.run(["git", "clone", "--quiet", str(project), str(clone)], check=True)
-    copy_build(project, clone)
-    other = unique("clone")
-    images.append(other)
-    make(clone, "docker", *settings(engine, base_image, other), "DOCKER_BUILD_ARGS=--no-cache")
-    assert layers(engine, other) == layers(engine, image), "a clone in another directory built other layers"
-    assert config(engine, other) == config(engine, image)
-    assert image_id(engine, other) == first
-
-    with (project / "Dockerfile").open("a") as dockerfile:  # a step whose output differs on every run
-        dockerfile.write("RUN date +%s%N > /tmp/built-at\n")
-    varies = make(project, "docker-verify", *settings(engine, base_image, image), check=False)
-    assert varies.returncode != 0
-    assert f"a --no-cache rebuild of {image} is another image: layer " in varies.stderr
-    assert "tmp/built-at: content sha256" in varies.stderr and "Traceback" not in varies.output
-    assert not model_images(engine) & {tag for tag in model_images(engine) if tag.endswith("-verify")}
-    assert subprocess.run([engine, "image", "inspect", f"{image}-verify"], capture_output=True).returncode != 0
+    assert not {tag for tag in model_images(engine) if tag.endswith("-verify")}, "the rebuild's tags are gone"
 
 
 @pytest.fixture
@@ -130,30 +113,19 @@ def two_models(installed: Installed, mirror: Mirror, wheels: dict, tmp_path: Pat
     return other
 
 
-def test_model_layers_survive_a_dependency_bump_and_are_shared_between_projects(
+def test_two_projects_share_the_model_layer(
     project: Path, two_models: Path, engine: str, base_image: str, images: list[str]
 ) -> None:
+    """Another project (another name, another image time) that locks the same model wheel and one more gets the
+    same layer for it (a dependency bump keeping it is test_docker_engine's and test_push's)."""
     below = len(layers(engine, base_image))
-    image, other = unique("bump"), unique("other")
+    image, other = unique("mine"), unique("other")
     images += [image, other]
-    make(project, "docker", *settings(engine, base_image, image), env=FAST)
-    before = layers(engine, image)
-    (model_layer,) = before[below : below + 1]
-
-    requirements = project / "requirements.in"
-    requirements.write_text(requirements.read_text() + BUMP + "\n")
-    bumped = make(project, "docker", *settings(engine, base_image, image), env=FAST)
-    assert BUMP in (project / "requirements.txt").read_text()
-    after = layers(engine, image)
-    assert after[: below + 1] == before[: below + 1], "the bump changed the model layer"
-    assert after[below + 1 :] != before[below + 1 :]
-    assert "COPY in /opt/spacy-models/en_core_web_sm-3.8.0/ (a model layer)" in bumped.stdout, "make docker lists them"
-    sizes = json.loads(run(engine, "image", "inspect", image).stdout)[0]
-    print(f"after the bump: {len(set(after) - set(before))} new layers of {len(after)}; image {sizes['Size']} B")
-
+    built = make(project, "docker", *settings(engine, base_image, image), env=FAST)
+    assert "COPY in /opt/spacy-models/en_core_web_sm-3.8.0/ (a model layer)" in built.stdout, "make docker lists them"
+    (model_layer,) = layers(engine, image)[below : below + 1]
     make(two_models, "docker", *settings(engine, base_image, other), "SOURCE_DATE_EPOCH=1700000000", env=FAST)
     theirs = layers(engine, other)
-    assert len(theirs[below:]) == len(before[below:]) + 1
     # en_core_web_md sorts first: the shared model's layer sits on another model's, and is the same all the same
     assert theirs[below + 1] == model_layer, "another project got another layer for the same model wheel"
-    assert theirs[below] not in before
+    assert theirs[below] not in layers(engine, image)

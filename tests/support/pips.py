@@ -15,7 +15,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from tests.support.wheels import CACHE_DIR
+from tests.support.wheels import CACHE_DIR, cache_lock
 
 # The oldest pip each part supports (the README says so): the one Python 3.10.0 bundles
 # for a generated project, and the one Python 3.11.0 bundles for this repository's dev venv.
@@ -27,10 +27,11 @@ def pip_wheel(version: str) -> Path:
     """pip's own wheel of that version, downloaded once per machine into the test cache."""
     directory = CACHE_DIR / "pips"
     wheel = directory / f"pip-{version}-py3-none-any.whl"
-    if not wheel.is_file():
-        directory.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--dest", str(directory),
-                        f"pip=={version}"], check=True)  # fmt: skip
+    with cache_lock("pips"):
+        if not wheel.is_file():
+            directory.mkdir(parents=True, exist_ok=True)
+            subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--dest",
+                            str(directory), f"pip=={version}"], check=True)  # fmt: skip
     return wheel
 
 

@@ -11,8 +11,18 @@ from pathlib import Path
 from copier import run_copy
 
 REPO = Path(__file__).resolve().parents[2]
-# Everything the generated Makefile printed in this run: the README's quoted messages are checked against it.
+# Everything the generated Makefile printed in this run: the README's quoted messages are checked against it
+# (tests/readme_messages.py, when the whole suite has run). Each worker process also appends it to a file of its
+# own in NLP_TEST_OUTPUTS, which the controller reads at the end.
 OUTPUTS: list[str] = []
+SEPARATOR = "\n\0\n"
+
+
+def record_output(text: str) -> None:
+    OUTPUTS.append(text)
+    if directory := os.environ.get("NLP_TEST_OUTPUTS"):
+        with open(Path(directory) / f"{os.getpid()}.log", "a", errors="replace") as log:
+            log.write(text + SEPARATOR)
 
 
 def render(dst: Path, **answers: object) -> Path:
@@ -53,7 +63,7 @@ def make(project: Path, *args: str, env: dict[str, str] | None = None, check: bo
     command = make_argv(project, *args)
     completed = subprocess.run(command, capture_output=True, text=True, env=make_env(env))
     result = MakeResult(" ".join(command), completed.returncode, completed.stdout, completed.stderr)
-    OUTPUTS.append(result.output)
+    record_output(result.output)
     if check and result.returncode:
         raise MakeError(str(result))
     print(result)  # pytest shows it when a test fails

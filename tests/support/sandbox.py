@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.project import OUTPUTS
+from tests.support.project import record_output
 
 _CANDIDATES = (
     ["unshare", "--mount", "--propagation", "private"],
@@ -61,5 +61,5 @@ def run_with_mounts(
         [*unshare, "sh", "-c", script, "sh", *argv],
         capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout,
     )  # fmt: skip
-    OUTPUTS.append(result.stdout + result.stderr)
+    record_output(result.stdout + result.stderr)
     return result

