@@ -79,19 +79,25 @@ class Built:
     project: Path
     image: str
     result: MakeResult
+    requests: list  # what the build asked the model mirror for
 
 
 @pytest.fixture(scope="session")
 def built(
-    tmp_path_factory: pytest.TempPathFactory, installed: Installed, engine: str, base_image: str
+    tmp_path_factory: pytest.TempPathFactory, installed: Installed, engine: str, base_image: str, mirror: Mirror
 ) -> Iterator[Built]:
-    """`make docker` on the installed project: offline, from build/wheels."""
+    """A cold `make docker`: the installed project's lock and wheelhouse, but no model file nor manifest in build/
+    (a clone on a new machine), an empty model cache, offline builds from build/wheels."""
     project = copy_project(installed.path, tmp_path_factory.mktemp("docker") / "proj")
+    for made in [*(project / "build").glob("*.whl"), project / "build" / "models.json"]:
+        made.unlink()
     image = f"localhost/nlp-template-test-{uuid.uuid4().hex[:8]}:latest"
     settings = [f"BASE_IMAGE={base_image}", f"IMAGE={image}", f"CONTAINER_ENGINE={engine}"]
+    cache = {"NLP_MODELS_CACHE": str(tmp_path_factory.mktemp("docker-model-cache"))}
+    mark = mirror.mark()
     # --no-cache: the engine keeps layers between test runs; this build must really happen.
-    result = make(project, "docker", *settings, "DOCKER_BUILD_ARGS=--no-cache")
-    yield Built(project, image, result)
+    result = make(project, "docker", *settings, "DOCKER_BUILD_ARGS=--no-cache", env=cache)
+    yield Built(project, image, result, mirror.since(mark))
     remove_image(engine, image)
 
 
@@ -101,6 +107,14 @@ def test_make_docker_builds_offline_and_loads_each_model(built: Built, engine: s
     )
     assert "image: installing requirements.txt from build/wheels with uv, with no index" in built.result.output
     assert "loaded core_web_sm" in built.result.output
+
+
+def test_a_cold_make_docker_lists_fetches_and_checks_each_model_once(built: Built) -> None:
+    """make models runs once (it writes the manifest); lock, wheelhouse, sbom and the build read that manifest."""
+    assert built.result.stdout.count("nlp-models models") == 1, built.result.stdout
+    assert built.result.stdout.count("models: 1 model wheels in build/") == 1
+    downloads = [r for r in built.requests if r.path.endswith(".whl")]
+    assert len(downloads) == 1, f"the model was asked for {len(downloads)} times"
 
 
 def test_the_image_runs_offline_as_a_fixed_non_root_user(built: Built, engine: str) -> None:
@@ -138,6 +152,7 @@ def test_a_change_in_src_reuses_the_dependency_layers(built: Built, engine: str,
     assert (
         "Using cache" in result.output and "image: installing requirements.txt from build/wheels" not in result.output
     )
+    assert "nlp-models models" not in result.stdout and "models:" not in result.stdout, "no model step for src/"
     print(f"layers reused: {len(before) - 1} of {len(before)}")
 
 

@@ -231,3 +231,17 @@ def test_the_dockerfile_passes_hadolint_and_avoids_what_old_podman_lacks(rendere
     assert "ARG BASE_IMAGE=python:3.11-slim" in dockerfile
     ignored = (rendered / ".dockerignore").read_text().splitlines()
     assert ".env" in ignored and "*" in ignored and "!build/wheels/" in ignored
+
+
+def test_a_project_holds_its_own_code_and_a_pin_not_the_engine(tmp_path: Path) -> None:
+    """The engine is nlp-modeltools, pinned by hash in scripts/tools.txt; a project's Python is its own: at most
+    250 lines with runtime_install off, 450 with it on (as wc -l counts *.py under scripts/, src/ and tests/)."""
+    for runtime, budget in ((False, 250), (True, 450)):
+        project = render(tmp_path / f"runtime-{runtime}", runtime_install=runtime)
+        files = [p for folder in ("scripts", "src", "tests") for p in (project / folder).rglob("*.py")]
+        lines = sum(len(p.read_text().splitlines()) for p in files)
+        print(f"runtime_install={runtime}: {len(files)} Python files, {lines} lines")
+        assert lines <= budget, f"{lines} lines of Python in a project with runtime_install={runtime}"
+        assert not list((project / "scripts").rglob("*.py")), "no engine code in scripts/"
+        assert re.search(r"^nlp-modeltools==\S+ \\\n\s+--hash=sha256:[0-9a-f]{64}", (project / "scripts" / "tools.txt")
+                         .read_text(), re.M)  # fmt: skip
