@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.containers import configure_podman, ensure_base_image, find_engine, remove_image
+from tests.support.containers import ensure_base_image, find_engine, remove_image
 from tests.support.mirror import Mirror, MirrorServer
 from tests.support.project import REPO, make_argv, make_env, render
 from tests.support.wheels import CACHE_DIR, TinyModel, build_real_sm, build_tiny
@@ -250,68 +251,104 @@ def download_benchmarks(bench: Bench, project: Path, padded_url: str) -> None:
 
 
 def image_benchmarks(bench: Bench, project: Path) -> None:
-    configure_podman(CACHE_DIR / "containers")
+    """The image rows on each engine here: podman, and Docker Engine 26 (a daemon of the tests' own, if it runs)."""
     engine = find_engine()
     if engine is None:
-        bench.notes.append("no container engine here: image figures skipped")
+        bench.notes.append("no podman or docker here: podman's image figures skipped")
+    else:
+        engine_rows(bench, project, engine, engine, {})
+    try:
+        from tests.support.dockerd import import_base_image, start_daemon
+
+        daemon = start_daemon("26.1", "classic")
+    except Exception as error:
+        bench.notes.append(f"Docker Engine 26 does not run here ({type(error).__name__}): its image figures skipped")
         return
+    try:
+        import_base_image(daemon)
+        engine_rows(bench, project, "docker", "Docker 26 (classic store)", daemon.env())
+    finally:
+        daemon.stop()
+
+
+def engine_rows(bench: Bench, project: Path, engine: str, label: str, env: dict[str, str]) -> None:
+    """Cold build, no change, a src/ change (and the engine's own build of the same Dockerfile), a dependency bump."""
     image = "localhost/nlp-template-bench:latest"
-    settings = [f"BASE_IMAGE={ensure_base_image(engine)}", f"IMAGE={image}", f"CONTAINER_ENGINE={engine}"]
+    base = ensure_base_image(engine) if engine != "docker" else "localhost/nlp-base:bookworm"
+    settings = [f"BASE_IMAGE={base}", f"IMAGE={image}", f"CONTAINER_ENGINE={engine}"]
     main = next((project / "src").glob("*/__main__.py"))
     original = main.read_text()
+    lock, lock_in = (project / "requirements.txt").read_text(), (project / "requirements.in").read_text()
 
     def touch_src() -> None:
         main.write_text(original + f"\n# bench {time.time()}\n")
 
     nothing = lambda: None  # noqa: E731
-    build = lambda *extra: lambda: bench.run(make_argv(project, "docker", *settings, *extra), project)  # noqa: E731
-    bench.side_by_side("cold image build (--no-cache)", {
+    build = lambda *extra: lambda: bench.run(make_argv(project, "docker", *settings, *extra), project, env)  # noqa: E731
+    bench.side_by_side(f"cold image build (--no-cache), {label}", {
         "uv builder (IMAGE_INSTALLER=uv)": (nothing, build("DOCKER_BUILD_ARGS=--no-cache", "IMAGE_INSTALLER=uv")),
         "pip builder (IMAGE_INSTALLER=pip)": (nothing, build("DOCKER_BUILD_ARGS=--no-cache", "IMAGE_INSTALLER=pip")),
     })  # fmt: skip
-    build()()  # the default builder's image: what "no change" compares with
-    bench.side_by_side("image build", {"no change": (nothing, build()), "after a src/ change": (touch_src, build())})
+    printed = subprocess.run(make_argv(project, "docker", *settings, "DOCKER_BUILD_ARGS=--no-cache"),
+                             capture_output=True, text=True, env=make_env(env), check=True).stdout  # fmt: skip
+    bare = bare_build(printed, project, engine)
+    bench.side_by_side(f"image build, {label}", {
+        "make docker, no change": (nothing, build()),
+        "make docker, after a src/ change": (touch_src, build()),
+        f"{engine} build (the same command), after a src/ change": (touch_src, lambda: bench.run(bare, project, env)),
+    })  # fmt: skip
     main.write_text(original)
     build()()
-    size = _image_size(engine, image)
-    base = _image_size(engine, settings[0].split("=", 1)[1])
+    size, base_size = _image_size(engine, image, env), _image_size(engine, base, env)
     models = sum(p.stat().st_size for p in (project / "build").glob("*.whl"))
     bench.notes.append(
-        f"image size {size / 1e6:.0f} MB = base image {base / 1e6:.0f} MB + models, venv and src "
-        f"{(size - base) / 1e6:.0f} MB (of which model wheels {models / 1e6:.0f} MB, installed unpacked)"
+        f"{label}: image size {size / 1e6:.0f} MB = base image {base_size / 1e6:.0f} MB + models, venv and src "
+        f"{(size - base_size) / 1e6:.0f} MB (of which model wheels {models / 1e6:.0f} MB, installed unpacked)"
     )
-    before = _layers(engine, image)
-    for layer, (created_by, size) in before.items():
-        if "/opt/spacy-models/" in created_by:
-            bench.notes.append(f"model layer {created_by.split('/opt/spacy-models/')[1].strip(' /')}: "
-                               f"{size / 1e6:.1f} MB ({layer[7:19]})")  # fmt: skip
+    before = _layers(engine, image, env)
+    for layer, (created_by, layer_size) in before.items():
+        if "/opt/spacy-models/" in created_by or created_by.strip().startswith("COPY . /"):
+            bench.notes.append(f"{label}: model layer {layer[7:19]}: {layer_size / 1e6:.1f} MB")
     requirements = project / "requirements.in"
-    requirements.write_text(requirements.read_text() + "six\n")  # a dependency bump: one more small package
-    bench.run(make_argv(project, "docker", *settings, "INSTALLER=uv"), project)
-    after = _layers(engine, image)
+    requirements.write_text(lock_in + "six\n")  # a dependency bump: one more small package
+    bumped = bench.run(make_argv(project, "docker", *settings, "INSTALLER=uv"), project, env)
+    after = _layers(engine, image, env)
     new = {layer: entry for layer, entry in after.items() if layer not in before}
     models_new = [layer for layer, (created_by, _) in new.items() if "/opt/spacy-models/" in created_by]
     bench.notes.append(
-        f"a dependency bump (six added, relocked, rebuilt): {sum(size for _, size in new.values()) / 1e6:.1f} MB of "
-        f"new layers ({len(new)} of {len(after)}), model layers among them: {len(models_new)}"
+        f"{label}: a dependency bump (six added, relocked, rebuilt) took {bumped[0]:.1f} s: "
+        f"{sum(entry[1] for entry in new.values()) / 1e6:.1f} MB of new layers ({len(new)} of {len(after)}), model "
+        f"layers among them: {len(models_new)}"
     )
-    remove_image(engine, image)
+    requirements.write_text(lock_in)
+    (project / "requirements.txt").write_text(lock)
+    subprocess.run([engine, "rmi", "--force", image], capture_output=True, env=make_env(env))
+    if engine != "docker":
+        remove_image(engine, image)
 
 
-def _layers(engine: str, image: str) -> dict[str, tuple[str, int]]:
+def bare_build(printed: str, project: Path, engine: str) -> list[str]:
+    """The engine's build command make docker printed ("$ podman build …"), its build secret an empty file."""
+    line = next(x for x in printed.splitlines() if x.startswith(f"$ {engine} build "))
+    secret = project / "build" / "bench-secret"
+    secret.write_text("")
+    return [part.replace("<build secret>", str(secret)) for part in shlex.split(line[2:]) if part != "--no-cache"]
+
+
+def _layers(engine: str, image: str, env: dict[str, str]) -> dict[str, tuple[str, int]]:
     """Each layer's digest -> (the step that made it, its size in bytes), oldest first."""
-    inspect = subprocess.run([engine, "image", "inspect", image], capture_output=True, text=True, check=True)
-    digests = json.loads(inspect.stdout)[0]["RootFS"]["Layers"]
-    history = subprocess.run([engine, "history", "--human=false", "--no-trunc", "--format", "json", image],
-                             capture_output=True, text=True, check=True)  # fmt: skip
-    steps = [(e.get("CreatedBy", ""), e["size"]) for e in reversed(json.loads(history.stdout)) if e["size"] > 0]
-    return dict(zip(digests, steps, strict=False))
+    run = lambda *args: subprocess.run([engine, *args], capture_output=True, text=True, check=True,  # noqa: E731
+                                       env=make_env(env)).stdout  # fmt: skip
+    digests = json.loads(run("image", "inspect", image))[0]["RootFS"]["Layers"]
+    listed = run("history", "--human=false", "--no-trunc", "--format", "{{.Size}}\t{{.CreatedBy}}", image)
+    steps = [(created, int(size)) for size, _, created in (line.partition("\t") for line in listed.splitlines())
+             if size.isdigit() and int(size) > 0]  # fmt: skip
+    return dict(zip(digests, reversed(steps), strict=False))
 
 
-def _image_size(engine: str, image: str) -> int:
-    result = subprocess.run(
-        [engine, "image", "inspect", "--format", "{{.Size}}", image], capture_output=True, text=True
-    )
+def _image_size(engine: str, image: str, env: dict[str, str]) -> int:
+    result = subprocess.run([engine, "image", "inspect", "--format", "{{.Size}}", image], capture_output=True,
+                            text=True, env=make_env(env))  # fmt: skip
     return int(result.stdout.strip() or 0)
 
 
