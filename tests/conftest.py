@@ -96,6 +96,9 @@ def shared_tools(engine_wheel: Path) -> Path:
             subprocess.run([*pip, "install", "--no-deps", "--no-index", str(engine_wheel)], check=True)
             shutil.copyfile(requirements, stamp)
             built.write_text(digest)
+        made_for = tools / ".made-for.mk"  # as the Makefile records where it made the venv
+        if _read(made_for) != f"tools_made_for := {tools}\n":
+            made_for.write_text(f"tools_made_for := {tools}\n")
     os.environ["TOOLS"] = str(tools)
     return tools
 

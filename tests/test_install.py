@@ -117,7 +117,8 @@ def test_a_warm_install_runs_nothing(installed_with: Installed, mirror: Mirror, 
 
 
 def test_switching_the_installer_makes_the_venv_again(tmp_path: Path, installed_projects: InstalledProjects) -> None:
-    project = copy_project(installed_projects.get("uv").path, tmp_path / "proj", with_venvs=True)
+    project = copy_project(installed_projects.get("uv").path, tmp_path / "proj")
+    make(project, "install", "INSTALLER=uv")
     result = make(project, "install", "INSTALLER=pip-tools")
     assert "was made with uv; making it again with pip-tools" in result.stdout
     assert (project / ".venv" / ".installer-pip-tools").exists() and not (project / ".venv" / ".installer-uv").exists()
