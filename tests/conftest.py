@@ -202,11 +202,12 @@ FAST = {"INSTALLER": "uv"}  # for tests not about the installer: the same lock, 
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every container test in one group (one worker): the engines' daemons, base images and build caches are
-    made once, and two image builds never compete for the disk."""
+    """The container tests in two groups, each on one worker: podman's, and Docker Engine's (daemons of their
+    own). Each group makes its engine's base image and build cache once; the two run beside each other."""
     for item in items:
         if item.get_closest_marker("container"):
-            item.add_marker(pytest.mark.xdist_group("engines"))
+            group = "docker-engine" if item.path.name == "test_docker_engine.py" else "podman"
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 def pytest_configure(config: pytest.Config) -> None:

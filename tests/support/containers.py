@@ -20,7 +20,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from tests.support.wheels import CACHE_DIR
+from tests.support.wheels import CACHE_DIR, cache_lock
 
 BASE_IMAGE = "localhost/nlp-base:bookworm"
 SUITE = "bookworm"
@@ -116,9 +116,13 @@ def base_image_archive() -> Path:
     included, as every machine pulling one base image by digest does; `import` would date each copy.
     """
     archive = CACHE_DIR / f"nlp-base-{SUITE}.image.tar"
-    if archive.exists():
-        return archive
-    rootfs = base_rootfs_tarball()
+    with cache_lock("base-image"):  # both engines' groups want it; one debootstrap
+        if not archive.exists():
+            _write_archive(archive, base_rootfs_tarball())
+    return archive
+
+
+def _write_archive(archive: Path, rootfs: Path) -> None:
     digest = hashlib.sha256()
     with rootfs.open("rb") as stream:
         while chunk := stream.read(1 << 20):
@@ -140,7 +144,6 @@ def base_image_archive() -> Path:
             out.addfile(entry, io.BytesIO(data))
         out.add(rootfs, arcname="layer.tar")
     partial.rename(archive)
-    return archive
 
 
 def ensure_base_image(engine: str) -> str:
