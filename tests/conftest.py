@@ -198,7 +198,7 @@ def project(tmp_path: Path, installed: Installed) -> Path:
 FAST = {"INSTALLER": "uv"}  # for tests not about the installer: the same lock, installed in a second
 
 
-# ---- two workers (pytest-xdist): the container builds on one, the rest spread over both -----------------------
+# ---- two workers (pytest-xdist): each engine's container builds on one, the rest spread over both --------------------
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

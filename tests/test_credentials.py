@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,6 +71,7 @@ class CommandLineWatcher:
                     continue
                 if self.secret in data:
                     self.seen.append(data.replace(b"\0", b" ").decode(errors="replace"))
+            time.sleep(0.005)  # a sweep every few ms sees pip's and uv's processes; a busy loop starves the suite
 
     def __enter__(self) -> CommandLineWatcher:
         self.thread.start()

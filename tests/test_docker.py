@@ -207,9 +207,12 @@ def test_plain_build_after_make_models_with_a_build_secret(
         remove_image(engine, image)
 
 
-def test_an_image_from_a_uv_lock_bakes_in_a_packaged_pipeline(
-    tmp_path: Path, installed_projects: InstalledProjects, engine: str, base_image: str
+def test_an_image_from_a_uv_lock_bakes_in_a_packaged_pipeline_and_shares_the_model_layer(
+    tmp_path: Path, installed_projects: InstalledProjects, engine: str, base_image: str, built: Built
 ) -> None:
+    """Another project (uv, another image time) that locks the same model wheel and a pipeline of its own: the
+    model's layer is the one the pip-tools project's image has, though it sits on the pipeline's (en_acme_ner
+    sorts first). A dependency bump keeping it is test_push's and test_docker_engine's."""
     project = copy_project(installed_projects.get("uv").path, tmp_path / "proj")
     save_pipeline(project / "pipelines" / "acme", "1.0.0", ["Acme"])
     image = f"localhost/nlp-template-uv-{uuid.uuid4().hex[:8]}:latest"
@@ -221,8 +224,13 @@ def test_an_image_from_a_uv_lock_bakes_in_a_packaged_pipeline(
             f"IMAGE={image}",
             f"CONTAINER_ENGINE={engine}",
             "INSTALLER=uv",
+            "SOURCE_DATE_EPOCH=1700000000",
         )
         assert "en_acme_ner==1.0.0" in (project / "requirements.txt").read_text()
+        below = len(layers(engine, base_image))
+        theirs, mine = layers(engine, image), layers(engine, built.image)
+        assert theirs[below + 1] == mine[below], "another project got another layer for the same model wheel"
+        assert theirs[below] not in mine
         out = run(engine, "run", "--rm", "--network=none", image, SENTENCE).stdout
         assert "en_core_web_sm: Apple (ORG), U.K. (GPE), $1 billion (MONEY)" in out
         code = "import spacy; print(spacy.load('en_acme_ner')('Acme hired Ada').ents[0].label_)"
