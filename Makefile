@@ -39,7 +39,7 @@ demo-%:
 
 ## Run the whole test suite, container builds included
 test: $(VENV)/.installed
-	$(VENV)/bin/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 .PHONY: test
 
 ## Measure installs, locks, downloads and image builds side by side; BENCH_ARGS=--publish updates docs/
