@@ -57,17 +57,19 @@ def images(engine: str) -> Iterator[list[str]]:
     subprocess.run([engine, "image", "prune", "--force"], capture_output=True)  # the layers the builds left
 
 
-def test_a_no_cache_rebuild_gives_the_same_image_id(
+def test_a_no_cache_rebuild_gives_the_same_image_id_even_on_a_cache_of_another_commit(
     project: Path, engine: str, base_image: str, images: list[str]
 ) -> None:
-    """podman's --timestamp: the same image ID on a --no-cache rebuild (a clone on a fresh machine, a failed verify
-    and where it names the difference are test_docker_engine's, on Docker's stores)."""
+    """podman's --timestamp: a make docker on a cache another commit's build left (another SOURCE_DATE_EPOCH) is the
+    image a --no-cache rebuild gives: no step is taken from that cache with its older time (a clone on a fresh
+    machine, a failed verify and where it names the difference are test_docker_engine's, on Docker's stores)."""
     git_commit(project, "the project")
     epoch = subprocess.run(["git", "log", "-1", "--format=%ct", "--", "requirements.txt"], cwd=project,
                            capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
-    image = unique("same")
-    images += [image, f"{image}-verify"]
-    verified = make(project, "docker-verify", *settings(engine, base_image, image), "DOCKER_BUILD_ARGS=--no-cache")
+    image, older = unique("same"), unique("older")
+    images += [image, f"{image}-verify", older]
+    make(project, "docker", *settings(engine, base_image, older), f"SOURCE_DATE_EPOCH={int(epoch) - 86400}")
+    verified = make(project, "docker-verify", *settings(engine, base_image, image))
     first = image_id(engine, image)
     assert f"docker-verify: a --no-cache rebuild of {image} gave the same image, {first}" in verified.stdout
     assert f"--timestamp {epoch} --identity-label=false" in verified.stdout, "the commit time of requirements.txt"

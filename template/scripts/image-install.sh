@@ -104,6 +104,9 @@ EOF
 
 # The venv moves to /out/app/.venv (the final stage copies /out/ to /), every time set to
 # SOURCE_DATE_EPOCH: the same bytes from any build, clone or machine.
+# The venv also records that time as its content: an engine's cache matches a COPY by content (BuildKit
+# ignores file times), so a layer cached for another commit's time is never taken for this one's.
 mkdir -p /out/app
 mv /app/.venv /out/app/.venv
+echo "${SOURCE_DATE_EPOCH:-315532800}" > /out/app/.venv/SOURCE_DATE_EPOCH
 find /out -exec touch -h -d "@${SOURCE_DATE_EPOCH:-315532800}" {} +
