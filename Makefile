@@ -43,8 +43,8 @@ test: $(VENV)/.installed
 .PHONY: test
 
 ## Measure installs, locks, downloads and image builds side by side; BENCH_ARGS=--publish updates docs/
-bench: $(VENV)/.installed
-	$(VENV)/bin/python -m tests.bench $(BENCH_ARGS)
+bench: $(VENV)/.installed dist
+	TOOLS_FIND_LINKS=$(CURDIR)/dist $(VENV)/bin/python -m tests.bench $(BENCH_ARGS)
 .PHONY: bench
 
 ## Check the Python code and the generated Dockerfile

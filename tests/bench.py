@@ -62,8 +62,10 @@ class Bench:
     def run(self, command: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, int]:
         mark = self.mirror.mark()
         started = time.monotonic()
-        subprocess.run(command, cwd=cwd, env=make_env(env), check=True, capture_output=True)
+        done = subprocess.run(command, cwd=cwd, env=make_env(env), capture_output=True, text=True, errors="replace")
         seconds = time.monotonic() - started
+        if done.returncode:
+            raise SystemExit(f"bench: {' '.join(command)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
         return seconds, sum(r.sent for r in self.mirror.since(mark))
 
     def side_by_side(
@@ -305,16 +307,16 @@ def engine_rows(bench: Bench, project: Path, engine: str, label: str, env: dict[
         f"{label}: image size {size / 1e6:.0f} MB = base image {base_size / 1e6:.0f} MB + models, venv and src "
         f"{(size - base_size) / 1e6:.0f} MB (of which model wheels {models / 1e6:.0f} MB, installed unpacked)"
     )
-    before = _layers(engine, image, env)
-    for layer, (created_by, layer_size) in before.items():
-        if "/opt/spacy-models/" in created_by or created_by.strip().startswith("COPY . /"):
-            bench.notes.append(f"{label}: model layer {layer[7:19]}: {layer_size / 1e6:.1f} MB")
+    before, below = _layers(engine, image, env), len(_layers(engine, base, env))
+    model_layers = list(before)[below : below + len(list((project / "build").glob("*.whl")))]  # above the base's
+    for layer in model_layers:
+        bench.notes.append(f"{label}: model layer {layer[7:19]}: {before[layer][1] / 1e6:.1f} MB")
     requirements = project / "requirements.in"
     requirements.write_text(lock_in + "six\n")  # a dependency bump: one more small package
     bumped = bench.run(make_argv(project, "docker", *settings, "INSTALLER=uv"), project, env)
     after = _layers(engine, image, env)
     new = {layer: entry for layer, entry in after.items() if layer not in before}
-    models_new = [layer for layer, (created_by, _) in new.items() if "/opt/spacy-models/" in created_by]
+    models_new = [layer for layer in list(after)[below : below + len(model_layers)] if layer in new]
     bench.notes.append(
         f"{label}: a dependency bump (six added, relocked, rebuilt) took {bumped[0]:.1f} s: "
         f"{sum(entry[1] for entry in new.values()) / 1e6:.1f} MB of new layers ({len(new)} of {len(after)}), model "
@@ -332,7 +334,8 @@ def bare_build(printed: str, project: Path, engine: str) -> list[str]:
     line = next(x for x in printed.splitlines() if x.startswith(f"$ {engine} build "))
     secret = project / "build" / "bench-secret"
     secret.write_text("")
-    return [part.replace("<build secret>", str(secret)) for part in shlex.split(line[2:]) if part != "--no-cache"]
+    line = line.replace("<build secret>", shlex.quote(str(secret)))  # printed in place of the path, unquoted
+    return [part for part in shlex.split(line[2:]) if part != "--no-cache"]
 
 
 def _layers(engine: str, image: str, env: dict[str, str]) -> dict[str, tuple[str, int]]:
@@ -340,9 +343,14 @@ def _layers(engine: str, image: str, env: dict[str, str]) -> dict[str, tuple[str
     run = lambda *args: subprocess.run([engine, *args], capture_output=True, text=True, check=True,  # noqa: E731
                                        env=make_env(env)).stdout  # fmt: skip
     digests = json.loads(run("image", "inspect", image))[0]["RootFS"]["Layers"]
-    listed = run("history", "--human=false", "--no-trunc", "--format", "{{.Size}}\t{{.CreatedBy}}", image)
-    steps = [(created, int(size)) for size, _, created in (line.partition("\t") for line in listed.splitlines())
-             if size.isdigit() and int(size) > 0]  # fmt: skip
+    if engine == "docker":
+        listed = run("history", "--human=false", "--no-trunc", "--format", "{{.Size}}\t{{.CreatedBy}}", image)
+        found = [(created, int(size)) for size, _, created in (line.partition("\t") for line in listed.splitlines())
+                 if size.isdigit()]  # fmt: skip
+    else:  # podman's --format prints sizes as text whatever --human says; its JSON has bytes
+        found = [(step["CreatedBy"], int(step["size"])) for step in json.loads(run("history", "--no-trunc", "--format",
+                                                                                  "json", image))]  # fmt: skip
+    steps = [(created, size) for created, size in found if size > 0]
     return dict(zip(digests, reversed(steps), strict=False))
 
 
