@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import Installed
 from tests.support.containers import remove_image
 from tests.support.mirror import Mirror
 from tests.support.project import copy_project, render
@@ -188,9 +190,12 @@ def evaluate(value: str, context: dict) -> str:
 
 @pytest.mark.container
 def test_the_run_steps_pass_in_order_against_the_mirror(
-    tmp_path: Path, mirror: Mirror, request: pytest.FixtureRequest
+    tmp_path: Path, mirror: Mirror, installed: Installed, request: pytest.FixtureRequest
 ) -> None:
+    """A project as it reaches CI: its lock committed (the one make install wrote for the same answers)."""
     project = render(tmp_path / "proj", spacy_models_url=mirror.download_base)
+    for locked in ("requirements.txt", "requirements-model.in"):
+        shutil.copyfile(installed.path / locked, project / locked)
     subprocess.run(["git", "add", "-A"], cwd=project, check=True)
     subprocess.run(["git", "commit", "-qm", "rendered"], cwd=project, check=True)
     context = {"secrets": {"GITHUB_TOKEN": SECRETS["GITHUB_TOKEN"]}, "workspace": project, "cache_hit": False}

@@ -39,11 +39,12 @@ def write(requirements: Path, dest: Path, records: list[ModelRecord], envs: Path
     inputs = {"name": INPUTS, "value": digest.hexdigest()}
     if dest.is_file() and inputs in json.loads(dest.read_text())["metadata"].get("properties", []):
         return dest
-    python = job_env(envs, tools, "cyclonedx", tool, job="make sbom", locked=True)
     draft = dest.with_name(f".{dest.name}.draft")
-    run_tool([str(python), "-m", "cyclonedx_py", "requirements", "--output-reproducible", "--output-file", str(draft),
-              str(requirements)], what="cyclonedx-py", quiet=True, redact=tools.redact, fix="See its message above",
-             env={k: v for k, v in tools.environ.items() if k != "SOURCE_DATE_EPOCH"})  # fmt: skip
+    env = {k: v for k, v in tools.environ.items() if k != "SOURCE_DATE_EPOCH"}
+    with job_env(envs, tools, "cyclonedx", tool, job="make sbom", locked=True) as python:
+        run_tool([str(python), "-m", "cyclonedx_py", "requirements", "--output-reproducible", "--output-file",
+                  str(draft), str(requirements)], what="cyclonedx-py", quiet=True, redact=tools.redact,
+                 fix="See its message above", env=env)  # fmt: skip
     bom = json.loads(draft.read_text())
     draft.unlink()
     for component in bom.get("components", []):

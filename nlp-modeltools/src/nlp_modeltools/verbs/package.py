@@ -25,6 +25,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -133,11 +135,11 @@ def forget_removed(settings: Settings, directories: list[Path]) -> None:
 
 def package_wheel(settings: Settings, pipeline: Pipeline, stage: Path) -> Path:
     """spacy package writes the package into stage; the tools venv builds its wheel, the same bytes every time."""
-    python = spacy_python(settings)
     fix = f"Read spaCy's message above; {pipeline.label} must load with spacy.load (config.cfg, meta.json)"
-    run_tool([python, "-m", "spacy", "package", str(pipeline.directory.resolve()), str(stage), "--build", "none",
-              "--force"], what=f"spacy package {pipeline.label}", fix=fix, redact=settings.redact,
-             quiet=True)  # fmt: skip
+    with spacy_python(settings) as python:
+        run_tool([python, "-m", "spacy", "package", str(pipeline.directory.resolve()), str(stage), "--build", "none",
+                  "--force"], what=f"spacy package {pipeline.label}", fix=fix, redact=settings.redact,
+                 quiet=True)  # fmt: skip
     source = next((d for d in stage.iterdir() if (d / "setup.py").is_file()), None)
     if source is None:
         raise UserError(f"spacy package wrote no package for {pipeline.label}: check its meta.json")
@@ -148,11 +150,14 @@ def package_wheel(settings: Settings, pipeline: Pipeline, stage: Path) -> Path:
     return wheel.path
 
 
-def spacy_python(settings: Settings) -> str:
-    """.venv's Python when .venv holds requirements.txt; else one made for packaging, from the same pins."""
+@contextmanager
+def spacy_python(settings: Settings) -> Iterator[str]:
+    """.venv's Python when .venv holds requirements.txt; else one made for packaging, from the same pins (held
+    until the block ends)."""
     lock = settings.paths.lock
     if lockfile.venv_holds(settings.venv, settings.paths.lock):
-        return str((settings.venv / "bin" / "python").absolute())
+        yield str((settings.venv / "bin" / "python").absolute())
+        return
     work = settings.paths.build / "pipelines"
     if lock.is_file():
         parsed = lockfile.parse(lock.read_text())
@@ -172,6 +177,6 @@ def spacy_python(settings: Settings) -> str:
         requirements = write_input(paths, {}, work / "unlocked")
         locked = False
     wheels = settings.paths.wheels if settings.paths.wheels.is_dir() else None
-    python = envs.job_env(settings.tools / "envs", settings.run, "spacy", requirements, job="make package",
-                          locked=locked, find_links=wheels)  # fmt: skip
-    return str(python.absolute())
+    with envs.job_env(settings.tools / "envs", settings.run, "spacy", requirements, job="make package",
+                      locked=locked, find_links=wheels) as python:  # fmt: skip
+        yield str(python.absolute())

@@ -131,16 +131,16 @@ def refuse_other_content(states: dict[str, str], wheels: list[ModelWheel], hashe
 def upload(settings: Settings, files: list[Path]) -> None:
     """twine upload, credentials from the environment only; its output has every secret replaced by ****."""
     requirements = LOCKS / "publish.txt"
-    python = envs.job_env(settings.tools / "envs", settings.run, "twine", requirements, job="make publish",
-                          locked=True)  # fmt: skip
     secrets = [value for _, value in settings.secrets]
     twine = credentials(settings)
     redact = Redactor([*secrets, twine["TWINE_PASSWORD"]])
     env = {**settings.environ, **twine, "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"}
-    print(f"publish: uploading {len(files)} model wheels with twine", flush=True)
-    run_tool(
-        [str(python), "-m", "twine", "--no-color", "upload", "--non-interactive", "--disable-progress-bar",
-         *(str(path) for path in files)],
-        what="twine upload", env=env, redact=redact,
-        fix="Check TWINE_REPOSITORY_URL, TWINE_USERNAME and TWINE_PASSWORD in .env (twine names what was refused)",
-    )  # fmt: skip
+    with envs.job_env(settings.tools / "envs", settings.run, "twine", requirements, job="make publish",
+                      locked=True) as python:  # fmt: skip
+        print(f"publish: uploading {len(files)} model wheels with twine", flush=True)
+        run_tool(
+            [str(python), "-m", "twine", "--no-color", "upload", "--non-interactive", "--disable-progress-bar",
+             *(str(path) for path in files)],
+            what="twine upload", env=env, redact=redact,
+            fix="Check TWINE_REPOSITORY_URL, TWINE_USERNAME and TWINE_PASSWORD in .env (twine names what was refused)",
+        )  # fmt: skip
