@@ -183,7 +183,7 @@ def test_a_plain_build_of_a_fresh_clone_says_make_models(docker26: Daemon, proje
     assert "ERROR: failed to solve" in built.stderr and built.stderr.count("sed -n") == 0, "no script is echoed"
 
 
-# ---- BuildKit, one environment, docker-verify's clean-up --------------------------------------------------------
+# ---- BuildKit and one environment ------------------------------------------------------------------------------------
 
 
 def test_the_legacy_builder_is_refused_before_any_layer_is_built(docker26: Daemon, project: Path,
@@ -201,25 +201,6 @@ def test_the_legacy_builder_is_refused_before_any_layer_is_built(docker26: Daemo
         in missing.stderr  # fmt: skip
     assert docker26.docker("images", "--quiet", "--all").stdout.split() == before, "something was built"
     assert "docker: " not in forced.stdout + missing.stdout
-
-
-def test_a_failed_verify_leaves_no_image_and_retags_nothing(docker26_containerd: Daemon, project: Path) -> None:
-    """On the containerd store, where images are told apart by their config digest (their IDs are manifests')."""
-    daemon = docker26_containerd
-    image = f"localhost/verify-{uuid.uuid4().hex[:8]}:1"
-    docker_make(daemon, project, "docker", image=image)
-    before = daemon.docker("images", "--all", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}").stdout
-    with (project / "Dockerfile").open("a") as dockerfile:
-        dockerfile.write("RUN date +%s%N > /tmp/built-at\n")
-    varies = docker_make(daemon, project, "docker-verify", image=image, check=False)
-    assert varies.returncode != 0 and "Traceback" not in varies.output
-    (line,) = [line for line in varies.stderr.splitlines() if line.startswith("error:")]
-    assert f"a --no-cache rebuild of {image} is another image: layer " in line
-    assert "(date +%s%N > /tmp/built-at" in line and re.search(r"\): \S+: (time|content sha256) ", line)
-    after = daemon.docker("images", "--all", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}").stdout
-    assert "-verify" not in after
-    models = {line for line in before.splitlines() if line.startswith("localhost/spacy-models:")}
-    assert models <= set(after.splitlines()), "a model layer's tag now names another image"
 
 
 # ---- reproducible images whose model layers travel ---------------------------------------------------------
@@ -312,6 +293,26 @@ def test_the_same_image_anywhere_and_a_bump_sends_no_model_byte(
         f"{store}: after a bump, a fresh daemon uploaded {len(sent)} blobs; model layer ({model_blob['size']} B) "
         "not sent"
     )
+
+
+def test_a_failed_verify_leaves_no_image_and_retags_nothing(docker26_containerd: Daemon, project: Path) -> None:
+    """On the containerd store, where images are told apart by their config digest (their IDs are manifests').
+    After the flow above on the same daemon: make docker finds its layers, only the --no-cache rebuild is built."""
+    daemon = docker26_containerd
+    image = f"localhost/verify-{uuid.uuid4().hex[:8]}:1"
+    docker_make(daemon, project, "docker", image=image)
+    before = daemon.docker("images", "--all", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}").stdout
+    with (project / "Dockerfile").open("a") as dockerfile:
+        dockerfile.write("RUN date +%s%N > /tmp/built-at\n")
+    varies = docker_make(daemon, project, "docker-verify", image=image, check=False)
+    assert varies.returncode != 0 and "Traceback" not in varies.output
+    (line,) = [line for line in varies.stderr.splitlines() if line.startswith("error:")]
+    assert f"a --no-cache rebuild of {image} is another image: layer " in line
+    assert "(date +%s%N > /tmp/built-at" in line and re.search(r"\): \S+: (time|content sha256) ", line)
+    after = daemon.docker("images", "--all", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}").stdout
+    assert "-verify" not in after
+    models = {line for line in before.splitlines() if line.startswith("localhost/spacy-models:")}
+    assert models <= set(after.splitlines()), "a model layer's tag now names another image"
 
 
 # ---- Docker 20.10 ------------------------------------------------------------------------------------------------
