@@ -125,8 +125,12 @@ def base_layers(daemon: Daemon) -> int:
 
 
 def commit(project: Path) -> None:
+    """One commit time for every copy: the same files give the same SOURCE_DATE_EPOCH, so a daemon's build cache
+    serves the next test's make docker (as it serves a second build of one commit)."""
     subprocess.run(["git", "add", "-A"], cwd=project, check=True)
-    subprocess.run(["git", "commit", "--quiet", "-m", "the project"], cwd=project, check=True)
+    when = {"GIT_AUTHOR_DATE": "2024-01-02T03:04:05Z", "GIT_COMMITTER_DATE": "2024-01-02T03:04:05Z"}
+    subprocess.run(["git", "commit", "--quiet", "-m", "the project"], cwd=project, check=True,
+                   env={**os.environ, **when})  # fmt: skip
 
 
 def clone_with_build(project: Path, target: Path) -> Path:
