@@ -25,7 +25,7 @@ import pytest
 
 from tests.support.mirror import Mirror, MirrorServer
 from tests.support.project import OUTPUTS, REPO, SEPARATOR, MakeResult, copy_project, make, render
-from tests.support.wheels import CACHE_DIR, TinyModel, build_real_sm, build_tiny, cache_lock
+from tests.support.wheels import CACHE_DIR, TinyModel, build_plain_wheel, build_real_sm, build_tiny, cache_lock
 
 TINY_MODELS = {
     "md-3.8.0": TinyModel("en_core_web_md", "3.8.0"),
@@ -196,6 +196,23 @@ def project(tmp_path: Path, installed: Installed) -> Path:
 
 
 FAST = {"INSTALLER": "uv"}  # for tests not about the installer: the same lock, installed in a second
+
+
+@pytest.fixture(scope="session")
+def thin(tmp_path_factory: pytest.TempPathFactory, rendered: Path, mirror: Mirror) -> Path:
+    """A project whose only locked package is one small model wheel (no spaCy), locked, its wheelhouse made.
+
+    For the image tests that never load a model (identity across machines, model layers across a bump, pushes,
+    docker-verify): a model layer is a model layer whatever the wheel holds, and spaCy's stack would only make each
+    build, compression and push of those tests ~700 MB. The tests that load models in an image use `installed`.
+    """
+    with cache_lock("thin"):
+        wheel = build_plain_wheel("en_thin_model", "1.0.0", CACHE_DIR / "thin")
+    project = copy_project(rendered, tmp_path_factory.mktemp("thin") / "proj")
+    (project / "requirements-model.in.url").write_text(f"{mirror.add_download(wheel)}\n")
+    (project / "requirements.in").write_text("-r requirements-model.in\n")
+    make(project, "lock", "wheelhouse", env=FAST)
+    return project
 
 
 # ---- two workers (pytest-xdist): each engine's container tests on one worker, the rest spread over both ----------

@@ -151,6 +151,14 @@ def project(tmp_path: Path, installed: Installed) -> Path:
     return copied
 
 
+@pytest.fixture
+def thin_project(tmp_path: Path, thin: Path) -> Path:
+    """A committed copy of conftest's thin project (one small model wheel, no spaCy): for what loads no model."""
+    copied = copy_project(thin, tmp_path / "proj")
+    commit(copied)
+    return copied
+
+
 # ---- a plain `docker build .` ---------------------------------------------------------------------------------
 
 
@@ -241,7 +249,7 @@ def without_engine_settings(daemon: Daemon) -> dict[str, str]:
 
 @pytest.mark.parametrize("store", ["classic", "containerd"])
 def test_the_same_image_anywhere_and_a_bump_sends_no_model_byte(
-    store: str, request: pytest.FixtureRequest, registry: Registry, project: Path, tmp_path: Path
+    store: str, request: pytest.FixtureRequest, registry: Registry, thin_project: Path, tmp_path: Path
 ) -> None:
     """On one daemon: make docker and make push, with the engine's settings in .env only (classic). On a fresh
     daemon (another machine): the clone's --no-cache build is the same image (containerd: the same config digest);
@@ -250,13 +258,13 @@ def test_the_same_image_anywhere_and_a_bump_sends_no_model_byte(
     test_a_failed_verify's; on image IDs, test_image_layers' (podman)."""
     first = request.getfixturevalue("docker26" if store == "classic" else "docker26_containerd")
     target = f"{registry.address}/nlp/{store}:{uuid.uuid4().hex[:8]}"
-    env_file(project, registry, first if store == "classic" else None)
+    env_file(thin_project, registry, first if store == "classic" else None)
     shell = without_engine_settings(first) if store == "classic" else {**os.environ, **first.env()}
     settings = [f"BASE_IMAGE={BASE}", f"IMAGE={target}"]
-    verified = make(project, "docker", *settings, env=shell)
+    verified = make(thin_project, "docker", *settings, env=shell)
     image = identity(first, target)
     assert "--provenance=false --sbom=false" in verified.stdout
-    pushed = make(project, "push", *settings, env=shell)
+    pushed = make(thin_project, "push", *settings, env=shell)
     assert PASSWORD not in pushed.output and TOKEN not in pushed.output + verified.output
     for shown in (
         first.docker("history", "--no-trunc", target).stdout,
@@ -271,7 +279,7 @@ def test_the_same_image_anywhere_and_a_bump_sends_no_model_byte(
     repository, tag = target.split("/", 1)[1].split(":")
     model_blob = registry.manifest(repository, tag)["layers"][below]
 
-    clone = clone_with_build(project, tmp_path / "elsewhere" / "clone")
+    clone = clone_with_build(thin_project, tmp_path / "elsewhere" / "clone")
     env_file(clone, registry, token=False)  # the bump relocks: no index that cannot be reached
     with fresh_daemon(store) as other:
         if store == "classic":  # the way around: the daemon learns the registry's layers from a pull, first
@@ -299,16 +307,16 @@ def test_the_same_image_anywhere_and_a_bump_sends_no_model_byte(
     )
 
 
-def test_a_failed_verify_leaves_no_image_and_retags_nothing(docker26_containerd: Daemon, project: Path) -> None:
+def test_a_failed_verify_leaves_no_image_and_retags_nothing(docker26_containerd: Daemon, thin_project: Path) -> None:
     """On the containerd store, where images are told apart by their config digest (their IDs are manifests').
     After the flow above on the same daemon: make docker finds its layers, only the --no-cache rebuild is built."""
     daemon = docker26_containerd
     image = f"localhost/verify-{uuid.uuid4().hex[:8]}:1"
-    docker_make(daemon, project, "docker", image=image)
+    docker_make(daemon, thin_project, "docker", image=image)
     before = daemon.docker("images", "--all", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}").stdout
-    with (project / "Dockerfile").open("a") as dockerfile:
+    with (thin_project / "Dockerfile").open("a") as dockerfile:
         dockerfile.write("RUN date +%s%N > /tmp/built-at\n")
-    varies = docker_make(daemon, project, "docker-verify", image=image, check=False)
+    varies = docker_make(daemon, thin_project, "docker-verify", image=image, check=False)
     assert varies.returncode != 0 and "Traceback" not in varies.output
     (line,) = [line for line in varies.stderr.splitlines() if line.startswith("error:")]
     assert f"a --no-cache rebuild of {image} is another image: layer " in line

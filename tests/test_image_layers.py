@@ -6,7 +6,7 @@ so a dependency bump leaves it as it was (test_push), and two projects that lock
 the same model wheel share its layer (test_docker). Layers are compared by their digests (RootFS.Layers).
 """
 
-# ruff: noqa: F811 (engine, base_image and built are test_docker's fixtures, imported)
+# ruff: noqa: F811 (engine and base_image are test_docker's fixtures, imported)
 from __future__ import annotations
 
 import json
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.project import make
-from tests.test_docker import Built, base_image, built, engine, layers, run  # noqa: F401 (fixtures)
+from tests.support.project import copy_project, make
+from tests.test_docker import base_image, engine, run  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.container
 
@@ -58,16 +58,21 @@ def images(engine: str) -> Iterator[list[str]]:
 
 
 def test_a_no_cache_rebuild_gives_the_same_image_id_even_on_a_cache_of_another_commit(
-    project: Path, engine: str, base_image: str, images: list[str], built: Built
+    thin: Path, tmp_path: Path, engine: str, base_image: str, images: list[str]
 ) -> None:
     """podman's --timestamp: a make docker on a cache another commit's build left (another SOURCE_DATE_EPOCH) is the
     image a --no-cache rebuild gives: no step is taken from that cache with its older time (a clone on a fresh
     machine, a failed verify and where it names the difference are test_docker_engine's, on Docker's stores).
-    The older cache is test_docker's image of the same files, built uncommitted (the 1980 epoch) and kept all run."""
+    The older cache is an image of the same files built uncommitted (the 1980 epoch); conftest's thin project (one
+    small model wheel, no spaCy) keeps both builds small."""
+    project = copy_project(thin, tmp_path / "proj")
+    older = unique("older")
+    images.append(older)
+    uncommitted = make(project, "docker", *settings(engine, base_image, older))
+    assert "--timestamp 315532800 " in uncommitted.stdout and image_id(engine, older), "no older cache"
     git_commit(project, "the project")
     epoch = subprocess.run(["git", "log", "-1", "--format=%ct", "--", "requirements.txt"], cwd=project,
                            capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
-    assert "--timestamp 315532800 " in built.result.stdout and image_id(engine, built.image), "no older cache"
     image = unique("same")
     images += [image, f"{image}-verify"]
     verified = make(project, "docker-verify", *settings(engine, base_image, image))

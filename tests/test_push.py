@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FAST, Installed
+from tests.conftest import FAST
 from tests.support.project import copy_project, make
 from tests.support.registry import Registry, start_registry
 from tests.test_docker import base_image, engine, layers  # noqa: F401 (fixtures)
@@ -36,8 +36,9 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
 
 
 @pytest.fixture(scope="module")
-def pushing(tmp_path_factory: pytest.TempPathFactory, installed: Installed, registry: Registry) -> Path:
-    return copy_project(installed.path, tmp_path_factory.mktemp("push") / "proj")
+def pushing(tmp_path_factory: pytest.TempPathFactory, thin: Path, registry: Registry) -> Path:
+    """conftest's thin project (one small model wheel, no spaCy): what a push sends is the same for any layer."""
+    return copy_project(thin, tmp_path_factory.mktemp("push") / "proj")
 
 
 @pytest.fixture(scope="module")

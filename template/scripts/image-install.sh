@@ -61,9 +61,11 @@ if [ -f "$ctx/$house/.complete" ]; then
       echo "image: uv failed (see above); a second try"
     done
     rm -rf /tmp/uv
-    # uv records each wheel file's ctime here, another on every machine.
+    # uv records each wheel file's ctime here, another on every machine. (A lock of models only installs nothing.)
     find /app/.venv -name uv_cache.json -delete
-    sed -i '/uv_cache\.json,/d' /app/.venv/lib/python3*/site-packages/*.dist-info/RECORD
+    for record in /app/.venv/lib/python3*/site-packages/*.dist-info/RECORD; do
+      if [ -f "$record" ]; then sed -i '/uv_cache\.json,/d' "$record"; fi
+    done
   else
     echo "image: installing $(basename "$lock") from $house with pip, with no index"
     python3 -m venv /app/.venv
@@ -90,15 +92,18 @@ if [ "${MODEL_LAYERS:-}" = 1 ]; then
   done
 fi
 
-# Every locked model is there at its version, and loads: a broken or missing model fails the build.
+# Every locked model is there at its version, and each spaCy pipeline loads: a broken or missing model fails the
+# build. spaCy is imported only when there is a pipeline to load (a model list may name any package).
 /app/.venv/bin/python - "$models" <<'EOF'
 import importlib.metadata as m, re, sys
-import spacy
 pins = re.findall(r"^([A-Za-z0-9._-]+)==([^\s;\\]+)", open(sys.argv[1]).read(), re.M)
 bad = [f"{n}=={v}" for n, v in pins if {d.version for d in m.distributions(name=n)} != {v}]
 if bad:
     sys.exit(f"image: models missing from the venv: {', '.join(bad)}")
-for entry in m.entry_points(group="spacy_models"):
+pipelines = m.entry_points(group="spacy_models")
+if pipelines:
+    import spacy
+for entry in pipelines:
     print("image: loaded", spacy.load(entry.name).meta["name"])
 EOF
 
