@@ -54,6 +54,9 @@ def isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> None:
         os.environ.pop(name, None)
     os.environ["NLP_MODELS_CACHE"] = str(tmp_path_factory.mktemp("model-cache"))
     os.environ["UV_CACHE_DIR"] = str(tmp_path_factory.mktemp("uv-cache"))
+    # pip compiles every module of spaCy's stack into each venv it fills (~5 s of CPU each, dozens of venvs a run);
+    # Python compiles what a test imports anyway, uv never does by default, and no test is about .pyc files.
+    os.environ["PIP_NO_COMPILE"] = "1"
 
 
 @pytest.fixture(autouse=True)
