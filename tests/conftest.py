@@ -54,9 +54,9 @@ def isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> None:
         os.environ.pop(name, None)
     os.environ["NLP_MODELS_CACHE"] = str(tmp_path_factory.mktemp("model-cache"))
     os.environ["UV_CACHE_DIR"] = str(tmp_path_factory.mktemp("uv-cache"))
-    # pip compiles every module of spaCy's stack into each venv it fills (~5 s of CPU each, dozens of venvs a run);
-    # Python compiles what a test imports anyway, uv never does by default, and no test is about .pyc files.
-    os.environ["PIP_NO_COMPILE"] = "1"
+    # Python's default: a module is compiled once and its bytecode kept. With PYTHONDONTWRITEBYTECODE (set on some
+    # machines), every `import spacy` in a venv uv filled (uv compiles nothing) compiles spaCy's stack again.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
 @pytest.fixture(autouse=True)
