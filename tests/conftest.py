@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.mirror import Mirror, MirrorServer
+from tests.support.package_index import PackageIndex
 from tests.support.project import OUTPUTS, REPO, SEPARATOR, MakeResult, copy_project, make, render
 from tests.support.wheels import CACHE_DIR, TinyModel, build_plain_wheel, build_real_sm, build_tiny, cache_lock
 
@@ -57,6 +58,23 @@ def isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> None:
     # Python's default: a module is compiled once and its bytecode kept. With PYTHONDONTWRITEBYTECODE (set on some
     # machines), every `import spacy` in a venv uv filled (uv compiles nothing) compiles spaCy's stack again.
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def package_index(isolated_environment: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | None]:
+    """PyPI through tests/support/package_index.py, named by a pip config (PIP_CONFIG_FILE) as a mirror would be, so
+    that pip-compile finds each file's hash in the JSON API instead of downloading every file of every platform. Not
+    where the developer's pip already names an index or a config file of its own: then pip goes where they say."""
+    configured = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True).stdout
+    if "PIP_CONFIG_FILE" in os.environ or "PIP_INDEX_URL" in os.environ or ".index-url=" in configured:
+        yield None
+        return
+    config = tmp_path_factory.mktemp("pip") / "pip.conf"
+    with PackageIndex() as index:
+        config.write_text(f"[global]\nindex-url = {index.url}\n")
+        os.environ["PIP_CONFIG_FILE"] = str(config)
+        yield index.url
+        del os.environ["PIP_CONFIG_FILE"]
 
 
 @pytest.fixture(autouse=True)
