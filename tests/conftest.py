@@ -174,14 +174,14 @@ class Installed:
 class InstalledProjects:
     """One installed project per installer, made the first time a test asks for it."""
 
-    def __init__(self, factory: pytest.TempPathFactory, rendered: Path, mirror: Mirror) -> None:
-        self.factory, self.rendered, self.mirror = factory, rendered, mirror
+    def __init__(self, factory: pytest.TempPathFactory, source: Path, mirror: Mirror, label: str = "installed") -> None:
+        self.factory, self.source, self.mirror, self.label = factory, source, mirror, label
         self.done: dict[str, Installed] = {}
 
     def get(self, installer: str) -> Installed:
         if installer not in self.done:
-            project = copy_project(self.rendered, self.factory.mktemp(f"installed-{installer}") / "proj")
-            cache = {"NLP_MODELS_CACHE": str(self.factory.mktemp(f"cache-{installer}"))}
+            project = copy_project(self.source, self.factory.mktemp(f"{self.label}-{installer}") / "proj")
+            cache = {"NLP_MODELS_CACHE": str(self.factory.mktemp(f"{self.label}-cache-{installer}"))}
             mark = self.mirror.mark()
             result = make(project, "install", f"INSTALLER={installer}", env=cache)
             self.done[installer] = Installed(project, installer, result, self.mirror.since(mark))
@@ -219,6 +219,9 @@ def project(tmp_path: Path, installed: Installed) -> Path:
 FAST = {"INSTALLER": "uv"}  # for tests not about the installer: the same lock, installed in a second
 
 
+THIN_WHEEL = "en_thin_model-1.0.0-py3-none-any.whl"  # thin's one model, a plain wheel with a module and no spaCy
+
+
 @pytest.fixture(scope="session")
 def thin(tmp_path_factory: pytest.TempPathFactory, rendered: Path, mirror: Mirror) -> Path:
     """A project whose only locked package is one small model wheel (no spaCy), locked, its wheelhouse made.
@@ -234,6 +237,18 @@ def thin(tmp_path_factory: pytest.TempPathFactory, rendered: Path, mirror: Mirro
     (project / "requirements.in").write_text("-r requirements-model.in\n")
     make(project, "lock", "wheelhouse", env=FAST)
     return project
+
+
+@pytest.fixture(scope="session")
+def thin_projects(tmp_path_factory: pytest.TempPathFactory, thin: Path, mirror: Mirror) -> InstalledProjects:
+    """`thin`, installed once per installer (its .venv holds one model wheel, no spaCy): for the tests of installing,
+    copying, cloning and credentials that never load a pipeline. What loads one uses `installed`."""
+    return InstalledProjects(tmp_path_factory, thin, mirror, "thin")
+
+
+@pytest.fixture
+def thin_installed_with(installer: str, thin_projects: InstalledProjects) -> Installed:
+    return thin_projects.get(installer)
 
 
 # ---- two workers (pytest-xdist): each engine's container tests on one worker, the rest spread over both ----------

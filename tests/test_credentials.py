@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FAST, Installed
+from tests.conftest import FAST
 from tests.support.mirror import Mirror
 from tests.support.project import make, render, venv_python
 from tests.support.wheels import build_plain_wheel
@@ -32,14 +32,18 @@ def private_source(mirror: Mirror, tmp_path_factory: pytest.TempPathFactory) -> 
     mirror.private_files, mirror.private_credentials = {}, ("", "")
 
 
-def seeded_project(tmp_path: Path, installed: Installed, mirror: Mirror, **answers: object) -> Path:
-    """A new rendering that reuses the installed project's downloads and lock (to resolve faster)."""
+def seeded_project(tmp_path: Path, thin: Path, mirror: Mirror, **answers: object) -> Path:
+    """A new rendering made thin: its one model and lock are `thin`'s, its requirements.in keeps only what the
+    answers add (no spaCy, no pytest), so each test resolves and installs its private package, not spaCy's stack."""
     project = render(tmp_path / "proj", spacy_models_url=mirror.download_base, **answers)
-    shutil.copytree(installed.path / "build", project / "build", ignore=shutil.ignore_patterns("tools", ".lock"),
+    shutil.copytree(thin / "build", project / "build", ignore=shutil.ignore_patterns("tools", ".lock"),
                     dirs_exist_ok=True)  # fmt: skip
-    lock = project / "requirements.txt"
-    shutil.copyfile(installed.path / "requirements.txt", lock)
-    os.utime(lock, (0, 0))  # older than requirements.in, so make compiles it again (from these pins)
+    for name in ("requirements-model.in.url", "requirements-model.in", "requirements.txt"):
+        shutil.copyfile(thin / name, project / name)
+    requirements = project / "requirements.in"
+    kept = [line for line in requirements.read_text().splitlines() if not re.match(r"(spacy|pytest)\b", line)]
+    requirements.write_text("\n".join(kept) + "\n")
+    os.utime(project / "requirements.txt", (0, 0))  # older than requirements.in, so make compiles it again
     return project
 
 
@@ -48,9 +52,9 @@ def prodigy_env(mirror: Mirror, key: str) -> str:
 
 
 @pytest.fixture
-def prodigy_project(tmp_path: Path, installed: Installed, private_source: Mirror) -> Path:
+def prodigy_project(tmp_path: Path, thin: Path, private_source: Mirror) -> Path:
     private_source.private_credentials = (KEY, "")
-    return seeded_project(tmp_path, installed, private_source, use_prodigy=True)
+    return seeded_project(tmp_path, thin, private_source, use_prodigy=True)
 
 
 class CommandLineWatcher:
@@ -148,11 +152,11 @@ def test_a_wrong_key_is_refused_by_name_without_showing_it(prodigy_project: Path
 
 
 def test_a_private_index_with_a_token_works_the_same_way(
-    tmp_path: Path, installed: Installed, private_source: Mirror, installer: str
+    tmp_path: Path, thin: Path, private_source: Mirror, installer: str
 ) -> None:
     settings = {"INSTALLER": installer}
     private_source.private_credentials = ("ci", TOKEN)
-    project = seeded_project(tmp_path, installed, private_source)
+    project = seeded_project(tmp_path, thin, private_source)
     requirements = project / "requirements.in"
     requirements.write_text(requirements.read_text() + "acme-private==1.0.0\n")
     index = private_source.private_url(f"ci:{TOKEN}", "simple")

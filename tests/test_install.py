@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FAST, Installed, InstalledProjects
+from tests.conftest import FAST, THIN_WHEEL, Installed, InstalledProjects
 from tests.support.mirror import Mirror
 from tests.support.project import copy_project, make, render, venv_python
 from tests.support.wheels import TinyModel, build_tiny
@@ -116,13 +116,13 @@ def test_a_warm_install_runs_nothing(installed_with: Installed, mirror: Mirror, 
     print(f"warm make install: {elapsed * 1000:.0f} ms")
 
 
-def test_switching_the_installer_makes_the_venv_again(tmp_path: Path, installed_projects: InstalledProjects) -> None:
-    project = copy_project(installed_projects.get("uv").path, tmp_path / "proj")
+def test_switching_the_installer_makes_the_venv_again(tmp_path: Path, thin_projects: InstalledProjects) -> None:
+    project = copy_project(thin_projects.get("uv").path, tmp_path / "proj")
     make(project, "install", "INSTALLER=uv")
     result = make(project, "install", "INSTALLER=pip-tools")
     assert "was made with uv; making it again with pip-tools" in result.stdout
     assert (project / ".venv" / ".installer-pip-tools").exists() and not (project / ".venv" / ".installer-uv").exists()
-    assert venv_python(project, "import pip, en_core_web_sm; print('ok')").strip() == "ok"
+    assert venv_python(project, "import pip, en_thin_model; print('ok')").strip() == "ok"
     assert make(project, "-q", "install", "INSTALLER=pip-tools", check=False).returncode == 0
 
 
@@ -174,19 +174,19 @@ def test_editing_the_model_list_updates_exactly_what_changed(
     assert make(project, "-q", "install", env=fast, check=False).returncode == 0
 
 
-def test_a_tampered_model_is_refused_and_the_advice_fixes_it(tmp_path: Path, installed_with: Installed) -> None:
-    project = copy_project(installed_with.path, tmp_path / "proj", with_venvs=True)
-    settings = [f"INSTALLER={installed_with.installer}"]
-    wheel = project / "build" / SM_WHEEL
+def test_a_tampered_model_is_refused_and_the_advice_fixes_it(tmp_path: Path, thin_installed_with: Installed) -> None:
+    project = copy_project(thin_installed_with.path, tmp_path / "proj", with_venvs=True)
+    settings = [f"INSTALLER={thin_installed_with.installer}"]
+    wheel = project / "build" / THIN_WHEEL
     flip_a_byte(wheel)
     (project / "requirements.in").touch()  # make must look at the lock again
 
     result = make(project, "install", *settings, check=False)
     assert result.returncode != 0
-    assert f"build/{SM_WHEEL} does not match requirements.txt" in result.stderr
-    assert f"rm build/{SM_WHEEL}" in result.stderr and "make models" in result.stderr
+    assert f"build/{THIN_WHEEL} does not match requirements.txt" in result.stderr
+    assert f"rm build/{THIN_WHEEL}" in result.stderr and "make models" in result.stderr
     assert "Traceback" not in result.output
-    assert venv_python(project, "import spacy; print(len(spacy.load('en_core_web_sm').pipe_names))").strip() != "0"
+    assert venv_python(project, "import en_thin_model; print(en_thin_model.__version__)").strip() == "1.0.0"
 
     wheel.unlink()  # the advice, followed once
     make(project, "models", *settings)
@@ -275,17 +275,19 @@ def test_spacy_models_url_points_github_urls_at_a_mirror(tmp_path: Path, mirror:
     assert wheel_downloads(mirror.since(mark)) == [SM_WHEEL]
 
 
-def test_offline_uses_only_build(tmp_path: Path, installed_with: Installed, mirror: Mirror, fresh_cache: dict) -> None:
-    project = copy_project(installed_with.path, tmp_path / "proj")
-    settings = {"INSTALLER": installed_with.installer, **fresh_cache}
+def test_offline_uses_only_build(
+    tmp_path: Path, thin_installed_with: Installed, mirror: Mirror, fresh_cache: dict
+) -> None:
+    project = copy_project(thin_installed_with.path, tmp_path / "proj")
+    settings = {"INSTALLER": thin_installed_with.installer, **fresh_cache}
     mark = mirror.mark()
     make(project, "install", "OFFLINE=1", env=settings)
     assert mirror.since(mark) == []
     assert (project / ".venv" / ".installed").exists()
 
-    os.remove(project / "build" / SM_WHEEL)
+    os.remove(project / "build" / THIN_WHEEL)
     result = make(project, "models", "OFFLINE=1", env=settings, check=False)
-    assert result.returncode != 0 and "OFFLINE=1" in result.stderr and SM_WHEEL in result.stderr
+    assert result.returncode != 0 and "OFFLINE=1" in result.stderr and THIN_WHEEL in result.stderr
     assert mirror.since(mark) == []
 
 
@@ -315,13 +317,13 @@ def test_clean_keeps_models_and_distclean_removes_build(project: Path) -> None:
 
 
 def test_a_fresh_clone_installs_from_the_committed_lock_without_resolving(
-    tmp_path: Path, installed_with: Installed, mirror: Mirror, fresh_cache: dict
+    tmp_path: Path, thin_installed_with: Installed, mirror: Mirror, fresh_cache: dict
 ) -> None:
     """What CI does: a clone holds requirements.txt but no build/; nothing is re-resolved."""
-    origin = copy_project(installed_with.path, tmp_path / "origin")
+    origin = copy_project(thin_installed_with.path, tmp_path / "origin")
     subprocess.run(["git", "add", "-A"], cwd=origin, check=True)
     subprocess.run(["git", "commit", "--quiet", "-m", "project"], cwd=origin, check=True)
-    settings = [f"INSTALLER={installed_with.installer}"]
+    settings = [f"INSTALLER={thin_installed_with.installer}"]
     for attempt in ("first", "second"):
         clone = tmp_path / f"clone-{attempt}"
         subprocess.run(["git", "clone", "--quiet", str(origin), str(clone)], check=True)
@@ -330,10 +332,10 @@ def test_a_fresh_clone_installs_from_the_committed_lock_without_resolving(
         mark = mirror.mark()
         result = make(clone, "install", *settings, env=fresh_cache)
         downloads = wheel_downloads(mirror.since(mark))
-        assert downloads == ([SM_WHEEL] if attempt == "first" else []), "the machine's cache serves the second clone"
+        assert downloads == ([THIN_WHEEL] if attempt == "first" else []), "the machine's cache serves the second clone"
         assert "nothing to resolve" in result.stdout and "compile" not in result.stdout
         assert (clone / "requirements.txt").read_text() == lock
-        assert venv_python(clone, "import en_core_web_sm; print(en_core_web_sm.__name__)").strip() == "en_core_web_sm"
+        assert venv_python(clone, "import en_thin_model; print(en_thin_model.__version__)").strip() == "1.0.0"
 
 
 def test_the_runtime_manifest_follows_the_lock(tmp_path: Path, mirror: Mirror) -> None:

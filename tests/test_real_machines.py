@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.conftest import FAST, Installed
+from tests.conftest import FAST, Installed, InstalledProjects
 from tests.support.mirror import Mirror
 from tests.support.project import copy_project, make, make_argv, make_env, venv_python
 from tests.support.sandbox import read_only, run_with_mounts, tiny_tmpfs
@@ -17,16 +17,16 @@ SM_WHEEL = "en_core_web_sm-3.8.0-py3-none-any.whl"
 WHERE_SRC = "import my_nlp_project, pathlib; print(pathlib.Path(my_nlp_project.__file__).resolve().parent.parent)"
 
 
-def installed_copy(installed_projects: object, tmp_path: Path, name: str = "p") -> Path:
-    """A copy of the installed uv project with its .venv, the way cp -a would leave it (the .venv made there)."""
-    source = installed_projects.get("uv").path  # type: ignore[attr-defined]
+def installed_copy(thin_projects: InstalledProjects, tmp_path: Path, name: str = "p") -> Path:
+    """A copy of the installed thin uv project with its .venv, the way cp -a would leave it (the .venv made there)."""
+    source = thin_projects.get("uv").path
     project = copy_project(source, tmp_path / name)
     make(project, "install", env=FAST)  # a .venv made for this very directory
     return project
 
 
-def test_a_copied_project_makes_its_venv_again(tmp_path: Path, installed_projects: object) -> None:
-    original = installed_copy(installed_projects, tmp_path)
+def test_a_copied_project_makes_its_venv_again(tmp_path: Path, thin_projects: InstalledProjects) -> None:
+    original = installed_copy(thin_projects, tmp_path)
     copy = tmp_path / "p-copy"
     subprocess.run(["cp", "-a", str(original), str(copy)], check=True)
     assert make(copy, "-q", "install", env=FAST, check=False).returncode == 1, "make -q sees the copy is not installed"
@@ -36,8 +36,8 @@ def test_a_copied_project_makes_its_venv_again(tmp_path: Path, installed_project
     assert make(copy, "-q", "install", env=FAST, check=False).returncode == 0
 
 
-def test_a_moved_project_makes_its_venv_and_tools_again(tmp_path: Path, installed_projects: object) -> None:
-    original = installed_copy(installed_projects, tmp_path)
+def test_a_moved_project_makes_its_venv_and_tools_again(tmp_path: Path, thin_projects: InstalledProjects) -> None:
+    original = installed_copy(thin_projects, tmp_path)
     own_tools = ["TOOLS=build/tools"]
     make(original, "install", *own_tools, env=FAST)
     moved = tmp_path / "renamed project"  # a space too
@@ -51,15 +51,15 @@ def test_a_moved_project_makes_its_venv_and_tools_again(tmp_path: Path, installe
     assert subprocess.run([str(moved / "build/tools/bin/nlp-models"), "--version"], capture_output=True).returncode == 0
 
 
-def test_a_user_pip_never_reaches_a_venv(tmp_path: Path, installed: Installed) -> None:
+def test_a_user_pip_never_reaches_a_venv(tmp_path: Path, thin_projects: InstalledProjects) -> None:
     """PIP_USER=1 and a pip configuration with user = true: the tools venv and pip-sync's .venv install all the same."""
-    project = copy_project(installed.path, tmp_path / "proj")
+    project = copy_project(thin_projects.get("pip-tools").path, tmp_path / "proj")
     config = tmp_path / "pip.conf"
     config.write_text("[global]\nuser = true\n[install]\nuser = true\n")
     env = {"PIP_USER": "1", "PIP_CONFIG_FILE": str(config)}
     result = make(project, "install", "INSTALLER=pip-tools", "TOOLS=build/tools", env=env)
     assert "Traceback" not in result.output
-    assert "en_core_web_sm" in venv_python(project, "import en_core_web_sm; print(en_core_web_sm.__name__)")
+    assert venv_python(project, "import en_thin_model; print(en_thin_model.__version__)").strip() == "1.0.0"
 
 
 def test_no_writable_home_works_once_the_model_cache_is_set(tmp_path: Path, installed_projects: object) -> None:
