@@ -83,15 +83,18 @@ def test_update_from_before_the_range_file_moves_ranged_models_out_of_requiremen
 BEFORE_ENGINE_PACKAGE = "a7f744c"
 
 
-def test_update_to_the_engine_package_keeps_edits_and_the_lock(tmp_path: Path, mirror: Mirror) -> None:
+def test_update_to_the_engine_package_keeps_edits_and_the_lock(tmp_path: Path, mirror: Mirror, thin: Path) -> None:
     """v0.3.0 (the engine in the project) -> v0.4.0 (nlp-modeltools pinned): the old engine goes, an edited file
-    is kept and named, the committed lock stays, and make install only sets up the new tools and the manifest."""
+    is kept and named, the committed lock stays, and make install only sets up the new tools and the manifest.
+    The project is made thin (thin's one model wheel, no spaCy): what moves is the engine, whatever the lock holds."""
     template = tmp_path / "template"
     template.mkdir()
     archive = subprocess.run(["git", "archive", BEFORE_ENGINE_PACKAGE], cwd=REPO, check=True, capture_output=True)
     subprocess.run(["tar", "-x", "-C", str(template)], input=archive.stdout, check=True)
     git_save(template, "v0.3.0", tag="v0.3.0")
     project = copy_and_commit(template, tmp_path / "proj", installer="uv", spacy_models_url=mirror.download_base)
+    shutil.copyfile(thin / "requirements-model.in.url", project / "requirements-model.in.url")
+    (project / "requirements.in").write_text("-r requirements-model.in\n")
     own_tools = ["TOOLS=build/tools"]  # each version its own tools venv, never the suite's shared one
     make(project, "install", *own_tools)
     store = project / "scripts" / "modeltools" / "store.py"
