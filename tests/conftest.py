@@ -17,12 +17,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.support.containers import configure_podman, ensure_base_image, find_engine, remove_image
 from tests.support.mirror import Mirror, MirrorServer
 from tests.support.package_index import PackageIndex
 from tests.support.project import OUTPUTS, REPO, SEPARATOR, MakeResult, copy_project, make, render
@@ -249,6 +251,53 @@ def thin_projects(tmp_path_factory: pytest.TempPathFactory, thin: Path, mirror: 
 @pytest.fixture
 def thin_installed_with(installer: str, thin_projects: InstalledProjects) -> Installed:
     return thin_projects.get(installer)
+
+
+# ---- images (podman): one engine, base image and cold build for every file of the podman group ----------
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[str]:
+    configure_podman(CACHE_DIR / "containers")
+    found = find_engine()
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI=true, but neither podman nor docker works here (.ci/run installs podman)")
+        pytest.skip("no container engine (podman or docker) here; with CI=true this fails instead")
+    yield found
+    subprocess.run([found, "image", "prune", "--force"], capture_output=True)  # layers of the session's builds
+
+
+@pytest.fixture(scope="session")
+def base_image(engine: str) -> str:
+    return ensure_base_image(engine)
+
+
+@dataclass
+class Built:
+    project: Path
+    image: str
+    result: MakeResult
+    requests: list  # what the build asked the model mirror for
+
+
+@pytest.fixture(scope="session")
+def built(
+    tmp_path_factory: pytest.TempPathFactory, installed: Installed, engine: str, base_image: str, mirror: Mirror
+) -> Iterator[Built]:
+    """A cold `make docker`: the installed project's lock and wheelhouse, but no model file nor manifest in build/
+    (a clone on a new machine), an empty model cache, offline builds from build/wheels."""
+    project = copy_project(installed.path, tmp_path_factory.mktemp("docker") / "proj")
+    for made in [*(project / "build").glob("*.whl"), project / "build" / "models.json"]:
+        made.unlink()
+    image = f"localhost/nlp-template-test-{uuid.uuid4().hex[:8]}:latest"
+    settings = [f"BASE_IMAGE={base_image}", f"IMAGE={image}", f"CONTAINER_ENGINE={engine}"]
+    cache = {"NLP_MODELS_CACHE": str(tmp_path_factory.mktemp("docker-model-cache"))}
+    mark = mirror.mark()
+    # --no-cache: the engine keeps layers between test runs; this build must really happen.
+    result = make(project, "docker", *settings, "DOCKER_BUILD_ARGS=--no-cache", env=cache)
+    yield Built(project, image, result, mirror.since(mark))
+    remove_image(engine, image)
 
 
 # ---- two workers (pytest-xdist): each engine's container tests on one worker, the rest spread over both ----------

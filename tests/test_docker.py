@@ -7,44 +7,25 @@ instead when CI=true: .ci/run installs podman, buildah, runc, debootstrap and ui
 from __future__ import annotations
 
 import io
-import os
 import re
 import subprocess
 import tarfile
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Installed, InstalledProjects
-from tests.support.containers import configure_podman, ensure_base_image, find_engine, remove_image
+from tests.conftest import Built, Installed, InstalledProjects
+from tests.support.containers import ensure_base_image, remove_image
 from tests.support.mirror import Mirror
-from tests.support.project import MakeResult, copy_project, make
-from tests.support.wheels import CACHE_DIR, build_plain_wheel
+from tests.support.project import copy_project, make
+from tests.support.wheels import build_plain_wheel
 from tests.test_package import LABEL, save_pipeline
 
 pytestmark = pytest.mark.container
 SENTENCE = "Apple is looking at buying U.K. startup for $1 billion"
 TOKEN = "FAKE-IMAGE-BUILD-TOKEN-5e3a91"
-
-
-@pytest.fixture(scope="session")
-def engine() -> Iterator[str]:
-    configure_podman(CACHE_DIR / "containers")
-    found = find_engine()
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI=true, but neither podman nor docker works here (.ci/run installs podman)")
-        pytest.skip("no container engine (podman or docker) here; with CI=true this fails instead")
-    yield found
-    subprocess.run([found, "image", "prune", "--force"], capture_output=True)  # layers of the session's builds
-
-
-@pytest.fixture(scope="session")
-def base_image(engine: str) -> str:
-    return ensure_base_image(engine)
 
 
 def run(engine: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -72,33 +53,6 @@ def image_files(engine: str, image: str, work: Path) -> list[tuple[str, bytes]]:
                         content = layer.extractfile(inner).read() if inner.isfile() else b""
                         files.append((f"{member.name}!{inner.name}", content))
     return files
-
-
-@dataclass
-class Built:
-    project: Path
-    image: str
-    result: MakeResult
-    requests: list  # what the build asked the model mirror for
-
-
-@pytest.fixture(scope="session")
-def built(
-    tmp_path_factory: pytest.TempPathFactory, installed: Installed, engine: str, base_image: str, mirror: Mirror
-) -> Iterator[Built]:
-    """A cold `make docker`: the installed project's lock and wheelhouse, but no model file nor manifest in build/
-    (a clone on a new machine), an empty model cache, offline builds from build/wheels."""
-    project = copy_project(installed.path, tmp_path_factory.mktemp("docker") / "proj")
-    for made in [*(project / "build").glob("*.whl"), project / "build" / "models.json"]:
-        made.unlink()
-    image = f"localhost/nlp-template-test-{uuid.uuid4().hex[:8]}:latest"
-    settings = [f"BASE_IMAGE={base_image}", f"IMAGE={image}", f"CONTAINER_ENGINE={engine}"]
-    cache = {"NLP_MODELS_CACHE": str(tmp_path_factory.mktemp("docker-model-cache"))}
-    mark = mirror.mark()
-    # --no-cache: the engine keeps layers between test runs; this build must really happen.
-    result = make(project, "docker", *settings, "DOCKER_BUILD_ARGS=--no-cache", env=cache)
-    yield Built(project, image, result, mirror.since(mark))
-    remove_image(engine, image)
 
 
 def test_make_docker_builds_offline_and_loads_each_model(built: Built, engine: str) -> None:

@@ -6,7 +6,6 @@ so a dependency bump leaves it as it was (test_push), and two projects that lock
 the same model wheel share its layer (test_docker). Layers are compared by their digests (RootFS.Layers).
 """
 
-# ruff: noqa: F811 (engine and base_image are test_docker's fixtures, imported)
 from __future__ import annotations
 
 import json
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.project import copy_project, make
-from tests.test_docker import base_image, engine, run  # noqa: F401 (fixtures)
+from tests.test_docker import run
 
 pytestmark = pytest.mark.container
 

@@ -6,7 +6,6 @@ is asked for with HEAD, answered 200, and never uploaded); a refused login is
 one line naming the registry and the fix.
 """
 
-# ruff: noqa: F811 (engine and base_image are test_docker's fixtures, imported)
 from __future__ import annotations
 
 import os
@@ -20,7 +19,7 @@ import pytest
 from tests.conftest import FAST
 from tests.support.project import copy_project, make
 from tests.support.registry import Registry, start_registry
-from tests.test_docker import base_image, engine, layers  # noqa: F401 (fixtures)
+from tests.test_docker import layers
 
 pytestmark = pytest.mark.container
 PASSWORD = "FAKE-REGISTRY-PASSWORD-41c9"

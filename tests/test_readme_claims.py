@@ -6,7 +6,7 @@ import hashlib
 import subprocess
 from pathlib import Path
 
-from tests.conftest import FAST, Installed
+from tests.conftest import FAST, Installed, InstalledProjects
 from tests.support.mirror import Mirror
 from tests.support.project import copy_project, make, render
 from tests.support.wheels import TinyModel, build_tiny
@@ -18,9 +18,9 @@ def errors(result: object) -> list[str]:
     return [line for line in result.stderr.splitlines() if line.startswith("error:")]  # type: ignore[attr-defined]
 
 
-def test_a_bad_env_line_stops_even_a_warm_install_and_test(tmp_path: Path, installed: Installed) -> None:
-    project = copy_project(installed.path, tmp_path / "proj", with_venvs=True)
-    make(project, "install")  # warm: the .env stamp is made, nothing else runs
+def test_a_bad_env_line_stops_even_a_warm_install_and_test(tmp_path: Path, thin_projects: InstalledProjects) -> None:
+    project = copy_project(thin_projects.get("pip-tools").path, tmp_path / "proj")
+    make(project, "install")  # .venv made for this directory: from here on, warm
     assert make(project, "-q", "install", check=False).returncode == 0
     for line, problem in (
         ('MYSECRET="hunter2"', "is quoted"),

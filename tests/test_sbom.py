@@ -5,7 +5,6 @@ the URL its wheel came from (never a credential) instead of a package index;
 the image holds the same file, and a label with its sha256.
 """
 
-# ruff: noqa: F811 (engine and built are test_docker's fixtures, imported)
 from __future__ import annotations
 
 import hashlib
@@ -18,10 +17,10 @@ from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 from packaging.utils import canonicalize_name
 
-from tests.conftest import FAST
+from tests.conftest import FAST, Built
 from tests.support.mirror import Mirror
 from tests.support.project import make
-from tests.test_docker import Built, base_image, built, engine, run  # noqa: F401 (fixtures)
+from tests.test_docker import run
 
 TOKEN = "FAKE-SBOM-TOKEN-d41f"
 MODEL_FILE = "en_core_web_sm-3.8.0/en_core_web_sm-3.8.0-py3-none-any.whl"

@@ -23,7 +23,6 @@ from tests.conftest import Installed
 from tests.support.containers import remove_image
 from tests.support.mirror import Mirror
 from tests.support.project import copy_project, render
-from tests.test_docker import base_image, engine  # noqa: F401 (fixtures for the container step)
 
 WORKFLOW = ".github/workflows/ci.yml"
 SECRETS = {

@@ -19,8 +19,9 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
+from pip._internal.models.index import PyPI
 
-UPSTREAM = "https://pypi.org"
+UPSTREAM = PyPI.url.rstrip("/")  # the index pip uses when nothing names another
 
 
 class _Links(html.parser.HTMLParser):
