@@ -8,12 +8,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.conftest import FAST, Installed, InstalledProjects
+from tests.conftest import FAST, THIN_WHEEL, Installed, InstalledProjects
 from tests.support.mirror import Mirror
 from tests.support.project import copy_project, make, make_argv, make_env, venv_python
 from tests.support.sandbox import read_only, run_with_mounts, tiny_tmpfs
 
-SM_WHEEL = "en_core_web_sm-3.8.0-py3-none-any.whl"
 WHERE_SRC = "import my_nlp_project, pathlib; print(pathlib.Path(my_nlp_project.__file__).resolve().parent.parent)"
 
 
@@ -62,11 +61,11 @@ def test_a_user_pip_never_reaches_a_venv(tmp_path: Path, thin_projects: Installe
     assert venv_python(project, "import en_thin_model; print(en_thin_model.__version__)").strip() == "1.0.0"
 
 
-def test_no_writable_home_works_once_the_model_cache_is_set(tmp_path: Path, installed_projects: object) -> None:
+def test_no_writable_home_works_once_the_model_cache_is_set(tmp_path: Path, thin_projects: InstalledProjects) -> None:
     """A service account: HOME read-only. The first message names NLP_MODELS_CACHE; set, make install succeeds and
     uv's cache goes beside the model cache."""
-    project = copy_project(installed_projects.get("uv").path, tmp_path / "proj")  # type: ignore[attr-defined]
-    for made in (project / "build" / SM_WHEEL, project / "build" / "models.json"):  # a clone: make models must run
+    project = copy_project(thin_projects.get("uv").path, tmp_path / "proj")
+    for made in (project / "build" / THIN_WHEEL, project / "build" / "models.json"):  # a clone: make models must run
         made.unlink()
     home = tmp_path / "home"
     home.mkdir()
@@ -112,24 +111,26 @@ def test_a_full_tmpdir_is_named_and_another_one_fixes_it(tmp_path: Path, install
 
 
 def test_a_deleted_model_file_is_noticed_and_fetched_again(
-    tmp_path: Path, installed_projects: object, mirror: Mirror
+    tmp_path: Path, thin_projects: InstalledProjects, mirror: Mirror
 ) -> None:
-    project = copy_project(installed_projects.get("uv").path, tmp_path / "proj")  # type: ignore[attr-defined]
+    project = copy_project(thin_projects.get("uv").path, tmp_path / "proj")
     env = {**FAST, "NLP_MODELS_CACHE": str(tmp_path / "model-cache")}  # this machine's cache: empty yet
     make(project, "install", env=env)
-    wheel = project / "build" / SM_WHEEL
+    wheel = project / "build" / THIN_WHEEL
     for fetched_from_source in (1, 0):  # from its source once, then from the machine's cache
         wheel.unlink()
         assert make(project, "-q", "install", env=env, check=False).returncode == 1, "make sees the file is gone"
         mark = mirror.mark()
         make(project, "install", env=env)
         assert wheel.is_file()
-        assert len([r for r in mirror.since(mark) if r.path.endswith(SM_WHEEL)]) == fetched_from_source
+        assert len([r for r in mirror.since(mark) if r.path.endswith(THIN_WHEEL)]) == fetched_from_source
     assert make(project, "-q", "install", env=env, check=False).returncode == 0
 
 
-def test_a_proxy_that_refuses_is_named_never_a_requirements_line(tmp_path: Path, installed_projects: object) -> None:
-    project = copy_project(installed_projects.get("uv").path, tmp_path / "proj")  # type: ignore[attr-defined]
+def test_a_proxy_that_refuses_is_named_never_a_requirements_line(
+    tmp_path: Path, thin_projects: InstalledProjects
+) -> None:
+    project = copy_project(thin_projects.get("uv").path, tmp_path / "proj")
     (project / ".env").write_text("HTTPS_PROXY=http://127.0.0.1:9\nHTTP_PROXY=http://127.0.0.1:9\n")
     requirements = project / "requirements.in"
     requirements.write_text(requirements.read_text() + "six==1.17.0\n")  # a relock, through the proxy
