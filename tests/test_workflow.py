@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import Installed
+from tests.conftest import Built, Installed
 from tests.support.containers import remove_image
 from tests.support.mirror import Mirror
 from tests.support.project import copy_project, render
@@ -189,9 +189,11 @@ def evaluate(value: str, context: dict) -> str:
 
 @pytest.mark.container
 def test_the_run_steps_pass_in_order_against_the_mirror(
-    tmp_path: Path, mirror: Mirror, installed: Installed, request: pytest.FixtureRequest
+    tmp_path: Path, mirror: Mirror, installed: Installed, built: Built, request: pytest.FixtureRequest
 ) -> None:
-    """A project as it reaches CI: its lock committed (the one make install wrote for the same answers)."""
+    """A project as it reaches CI: its lock committed (the one make install wrote for the same answers). Its image
+    step takes the layers of `built`, the cold build of the same files (tests/conftest.py orders this file before
+    test_docker changes that project's src/)."""
     project = render(tmp_path / "proj", spacy_models_url=mirror.download_base)
     for locked in ("requirements.txt", "requirements-model.in"):
         shutil.copyfile(installed.path / locked, project / locked)
@@ -199,7 +201,7 @@ def test_the_run_steps_pass_in_order_against_the_mirror(
     subprocess.run(["git", "commit", "-qm", "rendered"], cwd=project, check=True)
     context = {"secrets": {"GITHUB_TOKEN": SECRETS["GITHUB_TOKEN"]}, "workspace": project, "cache_hit": False}
     # GitHub's runners pull python:X-slim; here the base image is made without a registry. The 1980 epoch of an
-    # uncommitted lock lets the build take the layers test_docker's image of the same files left, when it ran first.
+    # uncommitted lock lets the build take the layers of `built`, made from the same files.
     image = f"localhost/nlp-template-workflow-{uuid.uuid4().hex[:8]}:latest"
     machine = {"BASE_IMAGE": request.getfixturevalue("base_image"), "IMAGE": image, "SOURCE_DATE_EPOCH": "315532800"}
     job_env = {name: evaluate(value, context) for name, value in workflow(project)["env"].items()}
