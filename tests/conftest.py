@@ -311,6 +311,11 @@ ENGINE_GROUPS = {"test_sbom.py": "podman", "test_workflow.py": "podman", "test_d
                  "test_docker_engine.py": "docker"}  # fmt: skip
 
 
+# Files whose module fixtures cost more than their tests gain from two workers (test_package's packaged project,
+# a make install of spaCy's stack; test_publish's index and projects): each runs on one worker, made once.
+ONE_WORKER = {"test_package.py", "test_publish.py"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The engine groups' files first, in ENGINE_GROUPS' order (every worker collects the same order); a container
     test in a file ENGINE_GROUPS does not name would run beside another engine's tests, so it stops the run."""
@@ -324,13 +329,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
-    """xdist's load scheduling with one scope per engine group and one per other test. (Not xdist_group: its
-    loadgroup renames node IDs, which pytest 9 no longer reads, so the marks grouped nothing.)"""
+    """xdist's load scheduling with one scope per engine group, one per ONE_WORKER file and one per other test.
+    (Not xdist_group: its loadgroup renames node IDs, which pytest 9 no longer reads, so the marks grouped nothing.)"""
     from xdist.scheduler import LoadScopeScheduling
 
     class EngineGroups(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return ENGINE_GROUPS.get(nodeid.split("::")[0].rsplit("/", 1)[-1], nodeid)
+            name = nodeid.split("::")[0].rsplit("/", 1)[-1]
+            return ENGINE_GROUPS.get(name, name if name in ONE_WORKER else nodeid)
 
     return EngineGroups(config, log)
 
