@@ -184,6 +184,8 @@ class InstalledProjects:
         if installer not in self.done:
             project = copy_project(self.source, self.factory.mktemp(f"{self.label}-{installer}") / "proj")
             cache = {"NLP_MODELS_CACHE": str(self.factory.mktemp(f"{self.label}-cache-{installer}"))}
+            if self.label == "thin":  # thin's lock is uv's: each installer installs the lock it makes itself
+                (project / "requirements.txt").unlink()
             mark = self.mirror.mark()
             result = make(project, "install", f"INSTALLER={installer}", env=cache)
             self.done[installer] = Installed(project, installer, result, self.mirror.since(mark))

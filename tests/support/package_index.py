@@ -11,7 +11,6 @@ machine with a devpi or Artifactory mirror has it): every pin and hash is the re
 
 from __future__ import annotations
 
-import functools
 import html.parser
 import json
 import threading
@@ -45,12 +44,18 @@ class PackageIndex(ThreadingHTTPServer):
         self.upstream = upstream
         self.session = requests.Session()
         self.url = f"http://127.0.0.1:{self.server_address[1]}/simple/"
-        self.fetch = functools.lru_cache(maxsize=None)(self._fetch)
+        self.answers: dict[str, tuple[int, bytes]] = {}
 
-    def _fetch(self, path: str) -> tuple[int, bytes]:
+    def fetch(self, path: str) -> tuple[int, bytes]:
+        """UPSTREAM's answer to path: each 200 or 404 fetched once per run, any other status asked again."""
+        if path in self.answers:
+            return self.answers[path]
         accept = "application/json" if path.endswith("/json") else "text/html"
         response = self.session.get(f"{self.upstream}{path}", headers={"Accept": accept}, timeout=180)
-        return response.status_code, response.content
+        answer = response.status_code, response.content
+        if response.status_code in (200, 404):
+            self.answers[path] = answer
+        return answer
 
     def json_api(self, name: str) -> tuple[int, bytes]:
         status, body = self.fetch(f"/pypi/{name}/json")
