@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import prefetch
 from tests.support.containers import configure_podman, ensure_base_image, find_engine, remove_image
 from tests.support.mirror import Mirror, MirrorServer
 from tests.support.package_index import PackageIndex
@@ -344,9 +345,12 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """On the controller (or a run without workers), before any test: the engine's wheel from this checkout
+    """On the controller (or a run without workers), before any test: the base image and Docker 26 fetched in the
+    background when container tests may run (tests/support/prefetch.py), the engine's wheel from this checkout
     (make dist), and the directory where each worker records what make printed."""
     if not hasattr(config, "workerinput"):
+        if prefetch.wanted(config.args, list(ENGINE_GROUPS)):
+            prefetch.start(REPO)
         subprocess.run(["make", "--no-print-directory", "-C", str(REPO), "dist"], check=True, capture_output=True)
         os.environ["NLP_TEST_OUTPUTS"] = tempfile.mkdtemp(prefix="nlp-test-outputs-")
 

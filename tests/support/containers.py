@@ -72,10 +72,6 @@ def debian_mirror(sources: Path = Path("/etc/apt")) -> str:
     raise RuntimeError(f"no apt source for Debian {SUITE} in {sources}: cannot debootstrap a base image")
 
 
-def image_exists(engine: str, image: str) -> bool:
-    return subprocess.run([engine, "image", "inspect", image], capture_output=True).returncode == 0
-
-
 def remove_image(engine: str, image: str) -> None:
     """Remove a test image and the build layers it leaves behind: each build holds the wheelhouse and a venv,
     and the model layers below it (localhost/spacy-models, kept while another image is built on them)."""
@@ -86,13 +82,20 @@ def remove_image(engine: str, image: str) -> None:
     subprocess.run([engine, "image", "prune", "--force"], capture_output=True)
 
 
-def base_rootfs_tarball() -> Path:
-    """CACHE_DIR/nlp-base-bookworm.tar: a debootstrapped minbase root filesystem with python3 and venv.
+# What Debian's slim images leave out (dpkg path-exclude) and what every official image removes (apt's lists):
+# a third of the root filesystem, which every engine would load, snapshot, save and push with each base.
+SLIM_EXCLUDES = ("var/lib/apt/lists", "var/cache/apt", "usr/share/doc", "usr/share/man", "usr/share/info",
+                 "usr/share/locale")  # fmt: skip
 
-    Made once (~1 min, ~250 MB) from the Debian mirror apt uses, then kept between runs; written
-    atomically, so an interrupted run leaves no half tarball. Raises CalledProcessError if debootstrap fails.
+
+def base_rootfs_tarball() -> Path:
+    """CACHE_DIR/nlp-base-bookworm-slim.tar: a debootstrapped minbase root filesystem with python3 and venv.
+
+    Made once (~1 min, ~160 MB) from the Debian mirror apt uses, then kept between runs; written atomically,
+    so an interrupted run leaves no half tarball. Slim as Debian's slim images are (SLIM_EXCLUDES removed).
+    Raises CalledProcessError if debootstrap fails.
     """
-    tarball = CACHE_DIR / f"nlp-base-{SUITE}.tar"
+    tarball = CACHE_DIR / f"nlp-base-{SUITE}-slim.tar"
     if not tarball.exists():
         with tempfile.TemporaryDirectory(dir=CACHE_DIR.parent if CACHE_DIR.parent.exists() else None) as work:
             rootfs = Path(work) / "rootfs"
@@ -101,7 +104,12 @@ def base_rootfs_tarball() -> Path:
                  SUITE, str(rootfs), debian_mirror()],
                 check=True, capture_output=True,
             )  # fmt: skip
-            shutil.rmtree(rootfs / "var/cache/apt/archives", ignore_errors=True)
+            for excluded in SLIM_EXCLUDES:
+                for entry in (rootfs / excluded).glob("*"):
+                    if entry.is_dir() and not entry.is_symlink():
+                        shutil.rmtree(entry)
+                    else:
+                        entry.unlink()
             tarball.parent.mkdir(parents=True, exist_ok=True)
             partial = tarball.with_suffix(f".{os.getpid()}.part")  # two runs at once do not share one
             subprocess.run(["tar", "-C", str(rootfs), "-cf", str(partial), "."], check=True)
@@ -110,12 +118,12 @@ def base_rootfs_tarball() -> Path:
 
 
 def base_image_archive() -> Path:
-    """CACHE_DIR/nlp-base-bookworm.image.tar: the root filesystem as a docker-archive image with a fixed config.
+    """CACHE_DIR/nlp-base-bookworm-slim.image.tar: the root filesystem as a docker-archive image, a fixed config.
 
     Every engine that loads it (`load`, podman or docker, either store) gets the same image, config digest
     included, as every machine pulling one base image by digest does; `import` would date each copy.
     """
-    archive = CACHE_DIR / f"nlp-base-{SUITE}.image.tar"
+    archive = CACHE_DIR / f"nlp-base-{SUITE}-slim.image.tar"
     with cache_lock("base-image"):  # both engines' groups want it; one debootstrap
         if not archive.exists():
             _write_archive(archive, base_rootfs_tarball())
@@ -146,9 +154,22 @@ def _write_archive(archive: Path, rootfs: Path) -> None:
     partial.rename(archive)
 
 
+def archive_image_id(archive: Path) -> str:
+    """The image ID (the config's sha256, hex) of a docker-archive written by _write_archive (its config first)."""
+    with tarfile.open(archive) as tar:
+        first = tar.next()
+    if first is None or not first.name.endswith(".json"):
+        raise RuntimeError(f"{archive} does not start with its image config: remove it, and a run makes it again")
+    return first.name.removesuffix(".json")
+
+
 def ensure_base_image(engine: str) -> str:
-    """localhost/nlp-base:bookworm with python3 and venv: loaded from cache, or debootstrapped once."""
-    if image_exists(engine, BASE_IMAGE):
+    """localhost/nlp-base:bookworm with python3 and venv: loaded from cache, or debootstrapped once. An image of
+    that name from an older archive (another root filesystem) is replaced."""
+    archive = base_image_archive()
+    found = subprocess.run([engine, "image", "inspect", "--format", "{{.Id}}", BASE_IMAGE], capture_output=True,
+                           text=True)  # fmt: skip
+    if found.returncode == 0 and found.stdout.strip().removeprefix("sha256:") == archive_image_id(archive):
         return BASE_IMAGE
-    subprocess.run([engine, "load", "--input", str(base_image_archive())], check=True, capture_output=True)
+    subprocess.run([engine, "load", "--input", str(archive)], check=True, capture_output=True)
     return BASE_IMAGE

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support.containers import BASE_IMAGE, base_image_archive, debian_mirror
-from tests.support.wheels import CACHE_DIR
+from tests.support.wheels import CACHE_DIR, cache_lock
 
 DOCKER26_VERSION = "26.1.5"
 DOCKER26_SUITE = "trixie"
@@ -239,6 +239,11 @@ def docker26_folder() -> Path:
     folder = CACHE_DIR / f"docker-{DOCKER26_VERSION}"
     if (folder / "usr/sbin/dockerd").exists():
         return folder
+    with cache_lock("docker26"):  # a worker waits for the download the run's prefetch (tests/support/prefetch.py) began
+        return folder if (folder / "usr/sbin/dockerd").exists() else _download_docker26(folder)
+
+
+def _download_docker26(folder: Path) -> Path:
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=CACHE_DIR))
     try:

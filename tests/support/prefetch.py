@@ -1,0 +1,76 @@
+"""Fetch what the container tests need before they need it: the debootstrapped base image and Docker 26.
+
+On a fresh clone both come from the network (a debootstrap of ~160 MB, ~75 MB of Docker's .debs), and the
+first container test of each engine would wait for them while its worker does nothing else. The controller
+starts this module in the background as the run begins (tests/conftest.py: start()); the workers meanwhile make
+the projects those tests build from. Each thing is made under its cache lock, so a worker that needs it waits
+for it to be done rather than making it again. A failure here is only logged: the worker that needs the thing
+tries again and fails with its own message.
+
+    python -m tests.support.prefetch    # from the repository's root
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from tests.support.wheels import CACHE_DIR
+
+LOG = CACHE_DIR / "prefetch.log"
+
+
+def wanted(args: Sequence[str], container_files: Sequence[str]) -> bool:
+    """Whether a run of these pytest arguments may reach a container test on a machine that can make its images:
+    root, debootstrap and apt-get present, and an argument naming a directory or one of container_files."""
+    if os.geteuid() != 0 or not shutil.which("debootstrap") or not shutil.which("apt-get"):
+        return False
+    paths = [Path(arg.split("::")[0]) for arg in args if not arg.startswith("-")] or [Path(".")]
+    return any(path.is_dir() or path.name in container_files for path in paths)
+
+
+def start(root: Path) -> subprocess.Popen[bytes]:
+    """Start this module in the background (its own process group); it is stopped if the run ends first."""
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    with LOG.open("wb") as log:
+        command = [sys.executable, "-m", "tests.support.prefetch"]
+        process = subprocess.Popen(command, cwd=root, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)  # fmt: skip
+    atexit.register(_stop, process)
+    return process
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)  # its debootstrap or apt-get too; each cleans up its temporary copy
+        process.wait(timeout=60)
+
+
+def _logged(name: str, make: Callable[[], Path]) -> None:
+    try:
+        print(f"prefetch: {name}: {make()}", flush=True)
+    except Exception:
+        print(f"prefetch: {name} failed (the test that needs it tries again):\n{traceback.format_exc()}", flush=True)
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds: temporary directories are removed
+    from tests.support.containers import base_image_archive
+    from tests.support.dockerd import docker26_folder
+
+    docker = threading.Thread(target=_logged, args=("Docker 26", docker26_folder), daemon=True)
+    docker.start()
+    _logged("base image", base_image_archive)
+    docker.join()
+
+
+if __name__ == "__main__":
+    main()
