@@ -28,10 +28,6 @@ def quoted_messages(readme: str) -> list[str]:
             (match := match.group(1))]  # fmt: skip
 
 
-def pattern(message: str) -> re.Pattern[str]:
-    return re.compile(".+?".join(re.escape(part) for part in message.split("…")), re.DOTALL)
-
-
 def is_whole_suite(config: pytest.Config) -> bool:
     option = config.option
     return not config.args_source == pytest.Config.ArgsSource.ARGS and not option.keyword and not option.markexpr
@@ -50,7 +46,15 @@ def unprinted(config: pytest.Config, outputs: Iterable[str]) -> list[str]:
 
 
 def printed(message: str, text: str) -> bool:
-    """Whether text holds the message, each `…` standing for anything: its literal parts are looked for first (the
-    pattern's lazy gaps would scan every long output that holds only its first part)."""
-    parts = message.split("…")
-    return all(part in text for part in parts) and pattern(message).search(text) is not None
+    """Whether text holds the message, each `…` standing for at least one character of anything.
+
+    Each literal part is found at its first place after the one before (and a character for the `…`): the
+    earliest place leaves the most text for the parts after it, so one left-to-right pass decides, in linear time.
+    """
+    start = 0
+    for index, part in enumerate(message.split("…")):
+        found = text.find(part, start + (index > 0))
+        if found < 0:
+            return False
+        start = found + len(part)
+    return True
