@@ -303,7 +303,7 @@ def built(
     remove_image(engine, image)
 
 
-# ---- two workers (pytest-xdist): each engine's container tests on one worker, the rest spread over both ----------
+# ---- workers (pytest-xdist): each engine's container tests on one worker, the rest spread over all -------------
 
 # Which worker group each file of container tests runs in: podman's tests share one image store and remove what they
 # built (two at once untagged each other's model layers mid-build: `FROM localhost/spacy-models:… Trying to pull`);
@@ -314,7 +314,7 @@ ENGINE_GROUPS = {"test_sbom.py": "podman", "test_workflow.py": "podman", "test_d
                  "test_docker_engine.py": "docker"}  # fmt: skip
 
 
-# Files whose module fixtures cost more than their tests gain from two workers (test_package's packaged project,
+# Files whose module fixtures cost more than their tests gain from more workers (test_package's packaged project,
 # a make install of spaCy's stack; test_publish's index and projects): each runs on one worker, made once.
 ONE_WORKER = {"test_package.py", "test_publish.py"}
 
