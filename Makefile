@@ -14,9 +14,9 @@ VENV ?= .venv
 DEMO_DIR ?= build/demo
 PYTEST_ARGS ?=
 # Test workers (pytest-xdist): each engine's container tests run on one, the rest spread over all; 0 runs in one
-# process. One more than these machines' 2 cores: the third takes the CPU time the others spend waiting on the
-# package index, the daemons and the disk (715.8 s, against 815.3 s with 2, the same code on a warm cache).
-PYTEST_WORKERS ?= 3
+# process. Two, as these machines have 2 cores: a third gave 715.8 s against 815.3 s on warm caches, but 990.5 s and
+# 977.2 s against 912.7 s from a fresh clone, where the caches are made as the tests run.
+PYTEST_WORKERS ?= 2
 BENCH_ARGS ?=
 # The engine: a package of its own, its wheel built into dist/ and pinned by hash in template/scripts/tools.txt.
 ENGINE := nlp-modeltools
