@@ -1,11 +1,13 @@
-"""Fetch what the container tests need before they need it: the debootstrapped base image and Docker 26.
+"""Make what the tests need before they need it: the debootstrapped base image, Docker 26, the model wheels.
 
-On a fresh clone both come from the network (a debootstrap of ~160 MB, ~75 MB of Docker's .debs), and the
-first container test of each engine would wait for them while its worker does nothing else. The controller
-starts this module in the background as the run begins (tests/conftest.py: start()); the workers meanwhile make
-the projects those tests build from. Each thing is made under its cache lock, so a worker that needs it waits
-for it to be done rather than making it again. A failure here is only logged: the worker that needs the thing
-tries again and fails with its own message.
+On a fresh clone the first two come from the network (a debootstrap of ~160 MB, ~75 MB of Docker's .debs), and
+the first container test of each engine would wait for them while its worker does nothing else; the model
+wheels (`spacy package`, ~20 s) are wanted by every worker's mirror, while the first worker makes the shared
+tools venv and the other waits. The controller starts this module in the background as the run begins
+(tests/conftest.py: start()); the workers meanwhile make the tools venv and the projects the first container
+tests build from. Each thing is made under its cache lock, so a worker that needs it waits for it to be done
+rather than making it again. A failure here is only logged: the worker that needs the thing tries again and
+fails with its own message.
 
     python -m tests.support.prefetch    # from the repository's root
 """
@@ -66,10 +68,23 @@ def main() -> None:
     from tests.support.containers import base_image_archive
     from tests.support.dockerd import docker26_folder
 
-    docker = threading.Thread(target=_logged, args=("Docker 26", docker26_folder), daemon=True)
-    docker.start()
+    others = [threading.Thread(target=_logged, args=args, daemon=True) for args in
+              [("Docker 26", docker26_folder), ("model wheels", _model_wheels)]]  # fmt: skip
+    for thread in others:
+        thread.start()
     _logged("base image", base_image_archive)
-    docker.join()
+    for thread in others:
+        thread.join()
+
+
+def _model_wheels() -> Path:
+    """The mirror's wheels (tests/conftest.py's `wheels`): the tiny pipelines, then the real en_core_web_sm."""
+    from tests.conftest import TINY_MODELS
+    from tests.support.wheels import build_real_sm, build_tiny
+
+    for model in TINY_MODELS.values():
+        build_tiny(model)
+    return build_real_sm()
 
 
 if __name__ == "__main__":
