@@ -48,12 +48,13 @@ def unprinted(config: pytest.Config, outputs: Iterable[str]) -> list[str]:
 def printed(message: str, text: str) -> bool:
     """Whether text holds the message, each `…` standing for at least one character of anything.
 
-    Each literal part is found at its first place after the one before (and a character for the `…`): the
-    earliest place leaves the most text for the parts after it, so one left-to-right pass decides, in linear time.
+    Each literal part is looked for at its first place after the one before it (and after the character its `…`
+    needs): the earliest place leaves the most text for the parts after it, so one pass decides.
     """
     start = 0
     for index, part in enumerate(message.split("…")):
-        found = text.find(part, start + (index > 0))
+        gap = 1 if index > 0 else 0
+        found = text.find(part, start + gap)
         if found < 0:
             return False
         start = found + len(part)

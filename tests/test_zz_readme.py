@@ -21,4 +21,5 @@ def test_an_ellipsis_stands_for_what_depends_on_the_project() -> None:
     assert not printed("a…b", "ab"), "an ellipsis stands for at least one character"
     assert not printed("a…b", "b then a"), "the parts come in order"
     assert printed("a…b", "a b a")
+    assert not printed("a……b", "a b") and printed("a……b", "a  b"), "two ellipses stand for two characters or more"
     assert printed("x …", "x y") and not printed("x …", "x ")

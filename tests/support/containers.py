@@ -82,20 +82,23 @@ def remove_image(engine: str, image: str) -> None:
     subprocess.run([engine, "image", "prune", "--force"], capture_output=True)
 
 
-# What Debian's slim images leave out (dpkg path-exclude) and what every official image removes (apt's lists):
-# a third of the root filesystem, which every engine would load, snapshot, save and push with each base.
-SLIM_EXCLUDES = ("var/lib/apt/lists", "var/cache/apt", "usr/share/doc", "usr/share/man", "usr/share/info",
-                 "usr/share/locale")  # fmt: skip
+# What Debian's slim images leave out (dpkg path-exclude: documentation but each package's copyright, man pages,
+# translations) and what every official image removes (apt's lists): a third of the root filesystem, which every
+# engine would load, snapshot, save and push with each base. BASE_LAYOUT names this choice: the cached files and the
+# image's label carry it, so a change of it makes them again.
+SLIM_EXCLUDES = ("var/lib/apt/lists", "var/cache/apt", "usr/share/man", "usr/share/info", "usr/share/locale")
+BASE_LAYOUT = "slim-1"
+BASE_LABEL = "org.nlp-template.test-base"
 
 
 def base_rootfs_tarball() -> Path:
-    """CACHE_DIR/nlp-base-bookworm-slim.tar: a debootstrapped minbase root filesystem with python3 and venv.
+    """CACHE_DIR/nlp-base-bookworm-<BASE_LAYOUT>.tar: a debootstrapped minbase root filesystem, python3 and venv.
 
-    Made once (~1 min, ~160 MB) from the Debian mirror apt uses, then kept between runs; written atomically,
-    so an interrupted run leaves no half tarball. Slim as Debian's slim images are (SLIM_EXCLUDES removed).
-    Raises CalledProcessError if debootstrap fails.
+    Made once (~1 min, ~150 MB) from the Debian mirror apt uses, then kept between runs; written atomically,
+    so an interrupted run leaves no half tarball. Slim as Debian's slim images are (SLIM_EXCLUDES removed, and
+    /usr/share/doc but each package's copyright). Raises CalledProcessError if debootstrap fails.
     """
-    tarball = CACHE_DIR / f"nlp-base-{SUITE}-slim.tar"
+    tarball = CACHE_DIR / f"nlp-base-{SUITE}-{BASE_LAYOUT}.tar"
     if not tarball.exists():
         with tempfile.TemporaryDirectory(dir=CACHE_DIR.parent if CACHE_DIR.parent.exists() else None) as work:
             rootfs = Path(work) / "rootfs"
@@ -104,12 +107,16 @@ def base_rootfs_tarball() -> Path:
                  SUITE, str(rootfs), debian_mirror()],
                 check=True, capture_output=True,
             )  # fmt: skip
+            documentation = [package for package in (rootfs / "usr/share/doc").iterdir() if not package.is_symlink()]
+            removed = [entry for package in documentation if package.is_dir() for entry in package.iterdir()
+                       if entry.name != "copyright"]  # fmt: skip
             for excluded in SLIM_EXCLUDES:
-                for entry in (rootfs / excluded).glob("*"):
-                    if entry.is_dir() and not entry.is_symlink():
-                        shutil.rmtree(entry)
-                    else:
-                        entry.unlink()
+                removed += (rootfs / excluded).glob("*")
+            for entry in removed:
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
             tarball.parent.mkdir(parents=True, exist_ok=True)
             partial = tarball.with_suffix(f".{os.getpid()}.part")  # two runs at once do not share one
             subprocess.run(["tar", "-C", str(rootfs), "-cf", str(partial), "."], check=True)
@@ -118,15 +125,19 @@ def base_rootfs_tarball() -> Path:
 
 
 def base_image_archive() -> Path:
-    """CACHE_DIR/nlp-base-bookworm-slim.image.tar: the root filesystem as a docker-archive image, a fixed config.
+    """CACHE_DIR/nlp-base-bookworm-<BASE_LAYOUT>.image.tar: the root filesystem as a docker-archive image.
 
     Every engine that loads it (`load`, podman or docker, either store) gets the same image, config digest
-    included, as every machine pulling one base image by digest does; `import` would date each copy.
+    included, as every machine pulling one base image by digest does; `import` would date each copy. The
+    cached files of another BASE_LAYOUT are removed once this one's are made.
     """
-    archive = CACHE_DIR / f"nlp-base-{SUITE}-slim.image.tar"
+    archive = CACHE_DIR / f"nlp-base-{SUITE}-{BASE_LAYOUT}.image.tar"
     with cache_lock("base-image"):  # both engines' groups want it; one debootstrap
         if not archive.exists():
-            _write_archive(archive, base_rootfs_tarball())
+            rootfs = base_rootfs_tarball()
+            _write_archive(archive, rootfs)
+            for stale in set(CACHE_DIR.glob(f"nlp-base-{SUITE}*.tar")) - {rootfs, archive}:
+                stale.unlink()
     return archive
 
 
@@ -137,7 +148,8 @@ def _write_archive(archive: Path, rootfs: Path) -> None:
             digest.update(chunk)
     config = {
         "architecture": "amd64", "os": "linux", "created": "1980-01-01T00:00:00Z",
-        "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["bash"]},
+        "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["bash"],
+                   "Labels": {BASE_LABEL: BASE_LAYOUT}},
         "rootfs": {"type": "layers", "diff_ids": [f"sha256:{digest.hexdigest()}"]},
         "history": [{"created": "1980-01-01T00:00:00Z", "created_by": f"debootstrap --variant=minbase {SUITE}"}],
     }  # fmt: skip
@@ -154,22 +166,14 @@ def _write_archive(archive: Path, rootfs: Path) -> None:
     partial.rename(archive)
 
 
-def archive_image_id(archive: Path) -> str:
-    """The image ID (the config's sha256, hex) of a docker-archive written by _write_archive (its config first)."""
-    with tarfile.open(archive) as tar:
-        first = tar.next()
-    if first is None or not first.name.endswith(".json"):
-        raise RuntimeError(f"{archive} does not start with its image config: remove it, and a run makes it again")
-    return first.name.removesuffix(".json")
-
-
 def ensure_base_image(engine: str) -> str:
     """localhost/nlp-base:bookworm with python3 and venv: loaded from cache, or debootstrapped once. An image of
-    that name from an older archive (another root filesystem) is replaced."""
-    archive = base_image_archive()
-    found = subprocess.run([engine, "image", "inspect", "--format", "{{.Id}}", BASE_IMAGE], capture_output=True,
-                           text=True)  # fmt: skip
-    if found.returncode == 0 and found.stdout.strip().removeprefix("sha256:") == archive_image_id(archive):
+    that name without this BASE_LAYOUT's label (an older root filesystem) is replaced; one with it is kept, whichever
+    checkout's archive it came from (two debootstraps are not the same bytes, and the engine's store is shared)."""
+    found = subprocess.run([engine, "image", "inspect", "--format", "{{json .Config.Labels}}", BASE_IMAGE],
+                           capture_output=True, text=True)  # fmt: skip
+    if found.returncode == 0 and (json.loads(found.stdout or "null") or {}).get(BASE_LABEL) == BASE_LAYOUT:
         return BASE_IMAGE
+    archive = base_image_archive()
     subprocess.run([engine, "load", "--input", str(archive)], check=True, capture_output=True)
     return BASE_IMAGE

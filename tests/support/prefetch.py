@@ -7,17 +7,16 @@ tools venv and the other waits. The controller starts this module in the backgro
 (tests/conftest.py: start()); the workers meanwhile make the tools venv and the projects the first container
 tests build from. Each thing is made under its cache lock, so a worker that needs it waits for it to be done
 rather than making it again. A failure here is only logged: the worker that needs the thing tries again and
-fails with its own message.
+fails with its own message. A run that ends first (a failure, -x, Ctrl-C) leaves it to finish in the background:
+stopped halfway, debootstrap would leave its mounts under build/, and the next run waits for it through the locks.
 
     python -m tests.support.prefetch    # from the repository's root
 """
 
 from __future__ import annotations
 
-import atexit
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -28,32 +27,29 @@ from pathlib import Path
 from tests.support.wheels import CACHE_DIR
 
 LOG = CACHE_DIR / "prefetch.log"
+_started: list[subprocess.Popen[bytes]] = []  # held, so that Python does not warn it is still running at exit
 
 
 def wanted(args: Sequence[str], container_files: Sequence[str]) -> bool:
-    """Whether a run of these pytest arguments may reach a container test on a machine that can make its images:
-    root, debootstrap and apt-get present, and an argument naming a directory or one of container_files."""
+    """Whether a run of these pytest arguments (config.args) may reach a container test on a machine that can make
+    its images: root, debootstrap and apt-get present, and an argument naming a directory or one of
+    container_files (none: the configured test paths)."""
     if os.geteuid() != 0 or not shutil.which("debootstrap") or not shutil.which("apt-get"):
         return False
-    paths = [Path(arg.split("::")[0]) for arg in args if not arg.startswith("-")] or [Path(".")]
+    paths = [Path(arg.split("::")[0]) for arg in args] or [Path(".")]
     return any(path.is_dir() or path.name in container_files for path in paths)
 
 
 def start(root: Path) -> subprocess.Popen[bytes]:
-    """Start this module in the background (its own process group); it is stopped if the run ends first."""
+    """Start this module from the repository's root, in the background and in a session of its own (a Ctrl-C
+    meant for pytest does not reach it); its output goes to CACHE_DIR/prefetch.log."""
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     with LOG.open("wb") as log:
         command = [sys.executable, "-m", "tests.support.prefetch"]
         process = subprocess.Popen(command, cwd=root, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    start_new_session=True)  # fmt: skip
-    atexit.register(_stop, process)
+    _started.append(process)
     return process
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)  # its debootstrap or apt-get too; each cleans up its temporary copy
-        process.wait(timeout=60)
 
 
 def _logged(name: str, make: Callable[[], Path]) -> None:
@@ -64,11 +60,11 @@ def _logged(name: str, make: Callable[[], Path]) -> None:
 
 
 def main() -> None:
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds: temporary directories are removed
+    """The base image here, Docker 26 and the model wheels in threads of their own; each logs what it made."""
     from tests.support.containers import base_image_archive
     from tests.support.dockerd import docker26_folder
 
-    others = [threading.Thread(target=_logged, args=args, daemon=True) for args in
+    others = [threading.Thread(target=_logged, args=args) for args in
               [("Docker 26", docker26_folder), ("model wheels", _model_wheels)]]  # fmt: skip
     for thread in others:
         thread.start()
