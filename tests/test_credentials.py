@@ -64,18 +64,27 @@ class CommandLineWatcher:
         self.secret = secret.encode()
         self.seen: list[str] = []
         self.running = True
+        self.error: BaseException | None = None
         self.thread = threading.Thread(target=self.watch, daemon=True)
 
     def watch(self) -> None:
-        while self.running:
-            for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-                try:
-                    data = cmdline.read_bytes()
-                except OSError:
-                    continue
-                if self.secret in data:
-                    self.seen.append(data.replace(b"\0", b" ").decode(errors="replace"))
-            time.sleep(0.005)  # a sweep every few ms sees pip's and uv's processes; a busy loop starves the suite
+        try:
+            while self.running:
+                self.sweep()
+                time.sleep(0.005)  # a sweep every few ms sees pip's and uv's processes; a busy loop starves the suite
+        except BaseException as error:  # a watcher that stopped watching must fail the test, not pass it
+            self.error = error
+
+    def sweep(self) -> None:
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:  # the process may be gone by now (ENOENT, or ESRCH from /proc)
+                data = Path("/proc", pid, "cmdline").read_bytes()
+            except OSError:
+                continue
+            if self.secret in data:
+                self.seen.append(data.replace(b"\0", b" ").decode(errors="replace"))
 
     def __enter__(self) -> CommandLineWatcher:
         self.thread.start()
@@ -84,6 +93,8 @@ class CommandLineWatcher:
     def __exit__(self, *exc: object) -> None:
         self.running = False
         self.thread.join()
+        if self.error is not None:
+            raise RuntimeError("the command-line watcher stopped while make ran") from self.error
 
 
 def test_prodigy_is_locked_and_installed_and_the_key_never_appears(
