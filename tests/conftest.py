@@ -67,23 +67,6 @@ def isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["PIP_NO_COMPILE"] = "0"
 
 
-@pytest.fixture(autouse=True, scope="session")
-def package_index(isolated_environment: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | None]:
-    """PyPI through tests/support/package_index.py, named by a pip config (PIP_CONFIG_FILE) as a mirror would be, so
-    that pip-compile finds each file's hash in the JSON API instead of downloading every file of every platform. Not
-    where the developer's pip already names an index or a config file of its own: then pip goes where they say."""
-    configured = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True).stdout
-    if "PIP_CONFIG_FILE" in os.environ or "PIP_INDEX_URL" in os.environ or ".index-url=" in configured:
-        yield None
-        return
-    config = tmp_path_factory.mktemp("pip") / "pip.conf"
-    with PackageIndex() as index:
-        config.write_text(f"[global]\nindex-url = {index.url}\n")
-        os.environ["PIP_CONFIG_FILE"] = str(config)
-        yield index.url
-        del os.environ["PIP_CONFIG_FILE"]
-
-
 @pytest.fixture(autouse=True)
 def own_uv_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A uv cache per test, deleted with it: uv unpacks a local wheel once per path, so a shared cache
@@ -350,13 +333,36 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
 
 def pytest_configure(config: pytest.Config) -> None:
     """On the controller (or a run without workers), before any test: the base image and Docker 26 fetched in the
-    background when container tests may run (tests/support/prefetch.py), the engine's wheel from this checkout
-    (make dist), and the directory where each worker records what make printed."""
+    background when container tests may run (tests/support/prefetch.py), the package index every worker's pip uses,
+    the engine's wheel from this checkout (make dist), and the directory where each worker records what make
+    printed. Workers inherit the environment these are named in."""
     if not hasattr(config, "workerinput"):
         if prefetch.wanted(config.args, list(ENGINE_GROUPS)):
             prefetch.start(REPO)
+        _share_package_index(config)
         subprocess.run(["make", "--no-print-directory", "-C", str(REPO), "dist"], check=True, capture_output=True)
         os.environ["NLP_TEST_OUTPUTS"] = tempfile.mkdtemp(prefix="nlp-test-outputs-")
+
+
+def _share_package_index(config: pytest.Config) -> None:
+    """PyPI through tests/support/package_index.py, named by a pip config (PIP_CONFIG_FILE) as a mirror would be, so
+    that pip-compile finds each file's hash in the JSON API instead of downloading every file of every platform. One
+    server for the run, in the controller: each page comes from the registry once, whichever worker asks. Not where
+    the developer's pip already names an index or a config file of its own: then pip goes where they say."""
+    configured = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True).stdout
+    if "PIP_CONFIG_FILE" in os.environ or "PIP_INDEX_URL" in os.environ or ".index-url=" in configured:
+        return
+    index = PackageIndex().__enter__()
+    folder = Path(tempfile.mkdtemp(prefix="nlp-test-pip-"))
+    (folder / "pip.conf").write_text(f"[global]\nindex-url = {index.url}\n")
+    os.environ["PIP_CONFIG_FILE"] = str(folder / "pip.conf")
+
+    def stop() -> None:
+        index.__exit__(None, None, None)
+        shutil.rmtree(folder, ignore_errors=True)
+        os.environ.pop("PIP_CONFIG_FILE", None)
+
+    config.add_cleanup(stop)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
