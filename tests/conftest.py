@@ -62,9 +62,8 @@ def isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> None:
     # machines), every `import spacy` in a venv uv filled (uv compiles nothing) compiles spaCy's stack again.
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     # pip writes no bytecode at install (as uv): a pip-sync of spaCy's stack takes 7.5 s instead of 14-18 s here, and
-    # the modules a test imports are compiled then. pip reads the variable as the value of its `compile` option, so
-    # PIP_NO_COMPILE=1 would mean compile; 0 means --no-compile. The images' own pip is not touched.
-    os.environ["PIP_NO_COMPILE"] = "0"
+    # the modules a test imports are compiled then. The images' own pip is not touched.
+    os.environ["PIP_COMPILE"] = "0"
 
 
 @pytest.fixture(autouse=True)

@@ -37,45 +37,54 @@ class _Links(html.parser.HTMLParser):
             self.hrefs.append(href)
 
 
+Answer = tuple[int, bytes, str]  # status, body, Content-Type
+
+
 class PackageIndex(ThreadingHTTPServer):
-    """`/simple/<name>/` and `/<name>/json` from UPSTREAM, each fetched once per run; `url` is the simple index."""
+    """`/simple/<name>/` and `/<name>/json` from UPSTREAM, each fetched once per run; `url` is the simple index.
+
+    Upstream is reached with the environment of the process that starts it (its proxy, NO_PROXY and netrc settings),
+    as pip would reach it."""
 
     daemon_threads = True
+    request_queue_size = 64  # every worker's pip may ask at once
 
     def __init__(self, upstream: str = UPSTREAM) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.upstream = upstream
-        self.session = requests.Session()
+        self.local = threading.local()  # a requests.Session per handler thread
         self.url = f"http://127.0.0.1:{self.server_address[1]}/simple/"
-        self.answers: dict[tuple[str, str], tuple[int, bytes]] = {}
-        self.json_answers: dict[str, tuple[int, bytes]] = {}
+        self.answers: dict[tuple[str, str], Answer] = {}
+        self.json_answers: dict[str, Answer] = {}
 
-    def fetch(self, path: str, accept: str = "") -> tuple[int, bytes]:
-        """UPSTREAM's answer to path in the form accept names (by default JSON for the JSON API, HTML for a simple
-        page): each 200 or 404 fetched once per run, any other status asked again."""
-        accept = accept or ("application/json" if path.endswith("/json") else "text/html")
+    def fetch(self, path: str, accept: str) -> Answer:
+        """UPSTREAM's answer to path in the form accept asks for, its Content-Type as upstream said: each 200 or 404
+        fetched once per run, any other status asked again."""
         if (path, accept) in self.answers:
             return self.answers[(path, accept)]
-        response = self.session.get(f"{self.upstream}{path}", headers={"Accept": accept}, timeout=180)
-        answer = response.status_code, response.content
+        if not hasattr(self.local, "session"):
+            self.local.session = requests.Session()
+        response = self.local.session.get(f"{self.upstream}{path}", headers={"Accept": accept}, timeout=180)
+        answer = response.status_code, response.content, response.headers.get("Content-Type", "text/plain")
         if response.status_code in (200, 404):
             self.answers[(path, accept)] = answer
         return answer
 
-    def json_api(self, name: str) -> tuple[int, bytes]:
-        """UPSTREAM's JSON API for name, each file's URL made the one its simple page names; made once per run."""
-        if name not in self.json_answers:
-            self.json_answers[name] = self._json_api(name)
-        return self.json_answers[name]
+    def json_api(self, name: str) -> Answer:
+        """UPSTREAM's JSON API for name, each file's URL made the one its simple page names; made once per run, from
+        answers that were each 200 or 404 (any other is passed on and asked again)."""
+        if name in self.json_answers:
+            return self.json_answers[name]
+        answer, final = self._json_api(name)
+        if final:
+            self.json_answers[name] = answer
+        return answer
 
-    def _json_api(self, name: str) -> tuple[int, bytes]:
-        status, body = self.fetch(f"/pypi/{name}/json")
-        if status != 200:
-            return status, body
-        page_status, page = self.fetch(f"/simple/{name}/")
-        parser = _Links()
-        parser.feed(page.decode(errors="replace") if page_status == 200 else "")
-        named = {urllib.parse.urlsplit(href).path.rsplit("/", 1)[-1]: href for href in parser.hrefs}
+    def _json_api(self, name: str) -> tuple[Answer, bool]:
+        status, body, kind = self.fetch(f"/pypi/{name}/json", "application/json")
+        named = self.simple_links(name) if status == 200 else {}
+        if status != 200 or named is None:
+            return (status, body, kind), status == 404
         data = json.loads(body)
         for files in data.get("releases", {}).values():
             for entry in list(files):
@@ -83,7 +92,24 @@ class PackageIndex(ThreadingHTTPServer):
                 if href:  # pip-tools matches the link as pip read it: with its #sha256= fragment, or without
                     entry["url"] = href.split("#", 1)[0]
                     files.append({**entry, "url": href})
-        return 200, json.dumps(data).encode()
+        return (200, json.dumps(data).encode(), "application/json"), True
+
+    def simple_links(self, name: str) -> dict[str, str] | None:
+        """file name -> the URL /simple/<name>/ gives it, with its #sha256= fragment as in an HTML page; read from the
+        JSON form (PEP 691) that pip asks for, else from the HTML one. None when upstream gave neither."""
+        status, body, kind = self.fetch(f"/simple/{name}/", SIMPLE_JSON)
+        if status == 200 and kind.startswith(SIMPLE_JSON):
+            links = {}
+            for file in json.loads(body).get("files", []):
+                sha256 = file.get("hashes", {}).get("sha256")
+                links[file["filename"]] = file["url"] + (f"#sha256={sha256}" if sha256 else "")
+            return links
+        status, body, _ = self.fetch(f"/simple/{name}/", "text/html")
+        if status != 200:
+            return None
+        parser = _Links()
+        parser.feed(body.decode(errors="replace"))
+        return {urllib.parse.urlsplit(href).path.rsplit("/", 1)[-1]: href for href in parser.hrefs}
 
     def __enter__(self) -> PackageIndex:
         threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True).start()
@@ -103,15 +129,14 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         path = urllib.parse.urlsplit(self.path).path
         try:
-            if path.startswith("/simple/") and SIMPLE_JSON in self.headers.get("Accept", ""):
-                status, body, kind = *self.server.fetch(path, SIMPLE_JSON), SIMPLE_JSON
-            elif path.startswith("/simple/"):
-                status, body, kind = *self.server.fetch(path), "text/html"
+            if path.startswith("/simple/"):  # the form pip asks for: PEP 691's JSON (pip 22.2 and newer) or HTML
+                accept = SIMPLE_JSON if SIMPLE_JSON in self.headers.get("Accept", "") else "text/html"
+                status, body, kind = self.server.fetch(path, accept)
             elif path.endswith("/json") and path.count("/") == 2:
-                status, body, kind = *self.server.json_api(path.split("/")[1]), "application/json"
+                status, body, kind = self.server.json_api(path.split("/")[1])
             else:
                 status, body, kind = 404, b"", "text/plain"
-        except requests.RequestException as error:
+        except (requests.RequestException, ValueError) as error:  # unreachable, or JSON that does not parse
             status, body, kind = 502, str(error).encode(), "text/plain"
         self.send_response(status)
         self.send_header("Content-Type", kind)
